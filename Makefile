@@ -10,15 +10,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB     := $(BIN)/jupyter-book
 NBCHECK := ../shared/tools/nbcheck.py
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# No progress bars in executed notebooks: on a built page a finished bar is noise.
+export NBLIB_PROGRESS := 0
 
-.PHONY: help setup data book book-noexec test unit nbval nbcheck lab constraints clean
+.PHONY: help setup data book book-noexec execute test unit nbval nbcheck lab constraints clean
 
 help:
 	@echo "make book   - set up, execute the chapters and build the HTML book (_build/html)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lab    - set up and open the chapters in JupyterLab"
+	@echo "make execute - re-run the chapters in place, to commit their outputs"
 	@echo "make clean  - remove the build (keeps .venv and the MNIST cache)"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -50,6 +52,10 @@ book: data
 book-noexec: setup
 	$(BIN)/python .ci/noexec_config.py > _build_noexec_config.yml
 	$(JB) build . -W -n --keep-going --config _build_noexec_config.yml; rc=$$?; rm -f _build_noexec_config.yml; exit $$rc
+
+# Re-execute the chapters in place (after changing a chapter or nblib), to commit their outputs.
+execute: data
+	$(BIN)/jupyter execute --inplace --timeout=1200 --NotebookClient.record_timing=False chapters/*.ipynb
 
 # --- tests ----------------------------------------------------------------------------------
 unit: setup

@@ -1,0 +1,36 @@
+"""Measurements of a network: how fast each layer learns (Nielsen, chapter 5).
+
+Nielsen measures the *speed of learning* of a layer l by the length of the vector of bias
+gradients, ||dC/db^l||, where C is the cost averaged over a set of training inputs. The bias
+gradient of a neuron is its error delta averaged over those inputs, so the speed is also
+||mean_x delta^l_x||.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .networks import Network
+
+Array = np.ndarray
+
+
+def neuron_speeds(net: Network, x: Array, labels: Array) -> list[Array]:
+    """dC/db_j for every neuron j of every layer (hidden layers first, the output layer last),
+    with C the cross-entropy averaged over the inputs ``x``."""
+    return [g.astype(np.float64) for g in net.backprop(x, labels).biases]
+
+
+def learning_speeds(net: Network, x: Array, labels: Array, *, include_output: bool = False) -> Array:
+    """Nielsen's speed of learning ||dC/db^l|| of each hidden layer (and of the output layer
+    too if ``include_output``), as a 1-D array ordered from the input side."""
+    speeds = np.array([np.linalg.norm(g) for g in neuron_speeds(net, x, labels)])
+    return speeds if include_output else speeds[:-1]
+
+
+def speeds_at_initialisation(sizes: list[int], x: Array, labels: Array, seeds: range | list[int],
+                             dtype: type = np.float64) -> Array:
+    """Learning speeds of freshly initialised networks, one row per seed: shape (seeds, hidden layers)."""
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty: give at least one seed, e.g. range(100)")
+    return np.array([learning_speeds(Network(sizes, seed=s, dtype=dtype), x, labels) for s in seeds])

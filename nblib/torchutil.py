@@ -1,0 +1,44 @@
+"""Small helpers shared by the chapters that use PyTorch: the device, seeding, MNIST as tensors.
+
+Importing this module imports torch; ``import nblib`` does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def device() -> torch.device:
+    """The GPU when one is present, else the CPU: chapters run unchanged on either."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_all(seed: int) -> torch.Generator:
+    """Seed torch's global generator and return a fresh generator seeded the same way."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    torch.manual_seed(int(seed))
+    return torch.Generator().manual_seed(int(seed))
+
+
+def as_tensors(split: Any, on: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of an ``nblib.data.Split`` (or an (images, labels) pair) as tensors on
+    ``on`` (default: ``device()``): images as ``dtype``, labels as int64."""
+    if hasattr(split, "images") and hasattr(split, "labels"):
+        images, labels = split.images, split.labels
+    elif isinstance(split, (tuple, list)) and len(split) == 2:
+        images, labels = split
+    else:
+        raise TypeError(f"split must be an nblib.data.Split or an (images, labels) pair, "
+                        f"got {type(split).__name__}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 2 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"expected images of shape (n, features) and n labels, got shapes "
+                         f"{images.shape} and {labels.shape}")
+    on = device() if on is None else on
+    return (torch.as_tensor(images, dtype=dtype, device=on),
+            torch.as_tensor(labels, dtype=torch.int64, device=on))

@@ -65,6 +65,17 @@ class MNIST:
     test: Split
 
 
+def as_pair(data: object, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) from a ``Split`` or from an (images, labels) pair; ``name`` is the
+    argument's name for the error message."""
+    if isinstance(data, Split) or (hasattr(data, "images") and hasattr(data, "labels")):
+        return data.images, data.labels
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    raise TypeError(f"{name} must be an nblib.data.Split or an (images, labels) pair, "
+                    f"got {type(data).__name__}")
+
+
 class DataUnavailableError(RuntimeError):
     """Raised when no source yields a file with the expected checksum."""
 

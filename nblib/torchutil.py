@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data import as_pair
+
 
 def device() -> torch.device:
     """The GPU when one is present, else the CPU: chapters run unchanged on either."""
@@ -28,13 +30,7 @@ def as_tensors(split: Any, on: torch.device | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of an ``nblib.data.Split`` (or an (images, labels) pair) as tensors on
     ``on`` (default: ``device()``): images as ``dtype``, labels as int64."""
-    if hasattr(split, "images") and hasattr(split, "labels"):
-        images, labels = split.images, split.labels
-    elif isinstance(split, (tuple, list)) and len(split) == 2:
-        images, labels = split
-    else:
-        raise TypeError(f"split must be an nblib.data.Split or an (images, labels) pair, "
-                        f"got {type(split).__name__}")
+    images, labels = as_pair(split, "split")
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 2 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"expected images of shape (n, features) and n labels, got shapes "

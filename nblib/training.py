@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernels
+from .data import as_pair
 from .metrics import learning_speeds
 from .networks import Network, check_count, check_inputs, check_rate
 
@@ -149,13 +150,7 @@ def show_progress(progress: bool | None) -> bool:
 # --- helpers ----------------------------------------------------------------------------------
 def _pair(data: Pair | Any, name: str, net: Network) -> Pair:
     """(inputs, labels) from a pair or from anything with ``images`` and ``labels``, checked."""
-    if hasattr(data, "images") and hasattr(data, "labels"):
-        x, labels = data.images, data.labels
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, labels = data
-    else:
-        raise TypeError(f"{name} must be an (inputs, labels) pair or an nblib.data.Split, "
-                        f"got {type(data).__name__}")
+    x, labels = as_pair(data, name)
     try:
         x = check_inputs(x, net.sizes[0], net.dtype)
         labels = Network.check_labels(labels, net.sizes[-1], len(x))

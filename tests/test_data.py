@@ -398,3 +398,12 @@ def test_the_real_mnist_from_the_cache():
         assert split.labels.shape == (n,) and split.labels.dtype == np.int64
         assert 0.0 <= split.images.min() and split.images.max() <= 1.0
         assert set(np.unique(split.labels)) == set(range(10))
+
+
+def test_as_pair_accepts_a_split_or_a_pair_and_names_the_argument_otherwise():
+    x, y = np.zeros((2, 3)), np.array([0, 1])
+    assert data.as_pair(data.Split(x, y))[1] is y
+    assert data.as_pair((x, y))[0] is x
+    assert data.as_pair([x, y])[1] is y
+    with pytest.raises(TypeError, match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, got int"):
+        data.as_pair(3, "evaluation")

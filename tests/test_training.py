@@ -233,7 +233,7 @@ def test_run_parallel_refuses_bad_arguments(job, workers, error, message):
      r"evaluation: inputs have 8 columns but the first layer has 9 neurons"),
     (dict(evaluation=(np.zeros((4, 9)), np.zeros(3, int))), ValueError, r"evaluation: got 4 inputs but 3 labels"),
     (dict(evaluation=(np.zeros((4, 9)), np.full(4, 3))), ValueError, r"evaluation: labels must lie in \[0, 2\]"),
-    (dict(evaluation=np.zeros((4, 9))), TypeError, r"evaluation must be an \(inputs, labels\) pair or an nblib.data.Split"),
+    (dict(evaluation=np.zeros((4, 9))), TypeError, r"evaluation must be an nblib.data.Split or an \(images, labels\) pair"),
     (dict(probe=(np.zeros(9), np.zeros(1, int))), ValueError, r"probe: inputs must be a 2-D batch"),
 ])
 def test_sgd_refuses_bad_settings(change, error, message, small):
@@ -254,8 +254,8 @@ def test_sgd_refuses_bad_settings(change, error, message, small):
     (lambda x, y: (x, y.astype(float)), TypeError, r"training: labels must be integers"),
     (lambda x, y: (x, y[:, None]), ValueError, r"training: labels must be a 1-D array"),
     (lambda x, y: (x, y[:-1]), ValueError, r"training: got 37 inputs but 36 labels"),
-    (lambda x, y: (x, y, y), TypeError, r"training must be an \(inputs, labels\) pair or an nblib.data.Split, got tuple"),
-    (lambda x, y: {"x": x, "y": y}, TypeError, r"training must be an \(inputs, labels\) pair .*got dict"),
+    (lambda x, y: (x, y, y), TypeError, r"training must be an nblib.data.Split or an \(images, labels\) pair, got tuple"),
+    (lambda x, y: {"x": x, "y": y}, TypeError, r"training must be an nblib.data.Split or an \(images, labels\) pair, got dict"),
 ])
 @pytest.mark.parametrize("method", ["sgd", "gradient_descent"])
 def test_training_refuses_bad_data(method, training, error, message, small):

@@ -41,7 +41,8 @@ def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists():
 
 def test_every_citation_is_in_references_bib():
     keys = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "references.bib").read_text()))
-    texts = [p.read_text() for p in ROOT.glob("*.md")] + [notebook_text(nb, "markdown") for nb in CHAPTERS]
+    pages = [ROOT / f"{f}.md" for f in toc_files() if (ROOT / f"{f}.md").exists()]
+    texts = [p.read_text() for p in pages] + [notebook_text(nb, "markdown") for nb in CHAPTERS]
     cited = {k.strip() for t in texts for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", t) for k in group.split(",")}
     assert cited, "no citations found"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
@@ -71,12 +72,19 @@ def test_notebooks_never_touch_sys_path(nb):
     assert "sys.path" not in notebook_text(nb, "code"), f"{nb.name}: import nblib, do not edit sys.path"
 
 
-def test_binder_environment_uses_cpu_torch_and_installs_nblib():
+def test_binder_environment_uses_cpu_torch_and_the_pinned_versions():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert "torch==2.13.0+cpu" in pip
-    assert any(line.startswith("--extra-index-url https://download.pytorch.org/whl/cpu") for line in pip)
-    assert any(line.startswith("-e .") for line in pip)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for line in pip:
+        if "==" in line and not line.startswith("torch=="):
+            name, version = line.split("==")
+            assert pins.get(name) == version, f"environment.yml pins {line}, constraints.txt {pins.get(name)}"
+    post_build = (ROOT / "postBuild").read_text()
+    assert "pip install --no-deps -e ." in post_build and "nblib.data" in post_build
 
 
 def test_constraints_pin_torch_and_jupyter_book_1():

@@ -1,8 +1,9 @@
 # Two commands a reader needs (see README.md):
 #   make book   set up .venv, execute the chapters and build the HTML book into _build/html
 #   make test   set up .venv and run every test: nblib's unit tests, nbval over the chapters,
-#               the static notebook checks, the book build with warnings as errors
-# Everything runs offline except the package registry (pip).
+#               the static notebook checks, the book build with warnings as errors, and the
+#               built chapter pages in a real browser, offline (Debian's chromium)
+# Everything runs offline except the package registries (pip; npm for MathJax; apt for chromium).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,11 +11,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB     := $(BIN)/jupyter-book
 NBCHECK := ../shared/tools/nbcheck.py
+# Third-party files the HTML book serves itself, so that it works offline: installed at build time
+# from the npm registry at a pinned version, never committed (see nblib/sphinx_offline.py).
+MATHJAX_VERSION := 3.2.2
+VENDOR  := _build/vendor
+# The browser test drives Debian's chromium (never a browser downloaded by Playwright).
+CHROMIUM ?= /usr/bin/chromium
 export PYTHONHASHSEED := 0
 # No progress bars in executed notebooks: on a built page a finished bar is noise.
 export NBLIB_PROGRESS := 0
 
-.PHONY: help setup data book book-noexec execute test unit nbval nbcheck lab constraints clean
+.PHONY: help setup data assets book book-noexec execute test unit nbval nbcheck browser browser-setup lab constraints clean
 
 help:
 	@echo "make book   - set up, execute the chapters and build the HTML book (_build/html)"
@@ -39,8 +46,16 @@ setup: $(STAMP)
 data: setup
 	$(BIN)/python -m nblib.data
 
+# MathJax for the book's pages (without it they load MathJax from a CDN, which fails offline).
+assets:
+	@if grep -qs '"version": "$(MATHJAX_VERSION)"' $(VENDOR)/node_modules/mathjax/package.json; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		echo "installing mathjax@$(MATHJAX_VERSION) from npm into $(VENDOR)"; \
+		npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(VENDOR) mathjax@$(MATHJAX_VERSION); \
+	else echo "assets: npm not found, so the book's pages will load MathJax from its CDN (and need internet)"; fi
+
 # --- the book -------------------------------------------------------------------------------
-book: data
+book: data assets
 	$(JB) build . -W -n --keep-going
 	@echo
 	@echo "The book is in _build/html. Open it with:"
@@ -49,7 +64,7 @@ book: data
 
 # Build from the outputs committed in the notebooks (nbval has just checked that they
 # reproduce), so the test run does not execute every chapter a second time.
-book-noexec: setup
+book-noexec: setup assets
 	$(BIN)/python .ci/noexec_config.py > _build_noexec_config.yml
 	$(JB) build . -W -n --keep-going --config _build_noexec_config.yml; rc=$$?; rm -f _build_noexec_config.yml; exit $$rc
 
@@ -68,7 +83,21 @@ nbval: data
 nbcheck:
 	@if [ -f $(NBCHECK) ]; then python3 $(NBCHECK) .; else echo "nbcheck: $(NBCHECK) not found, skipped"; fi
 
-test: unit nbval nbcheck book-noexec
+# The built pages in a real browser with every non-local request blocked (tests/browser).
+# Installs Debian's chromium first when it is missing and apt-get can (as root); elsewhere the
+# tests are skipped and say why.
+browser-setup:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "browser test: $(CHROMIUM) is missing and cannot be installed here (apt-get as root); it will be skipped"; fi
+
+browser: setup browser-setup
+	NBLIB_BOOK_HTML=$(CURDIR)/_build/html NBLIB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+test: unit nbval nbcheck book-noexec browser
 	@echo "make test: all passed"
 
 # --- reading and running locally -----------------------------------------------------------

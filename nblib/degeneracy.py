@@ -38,12 +38,7 @@ def effective_rank(matrix: Array) -> float:
     It is n for a matrix whose n singular values are all equal (an orthogonal matrix), 1 for a
     rank-one matrix, and in between for everything else; it is 0 for the zero matrix.
     """
-    s = singular_values(matrix)
-    total = s.sum()
-    if total == 0:
-        return 0.0
-    p = s[s > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return float(spectrum_effective_rank(singular_values(matrix)))
 
 
 def fraction_small(matrix: Array, threshold: float = 1e-3) -> float:
@@ -55,3 +50,57 @@ def fraction_small(matrix: Array, threshold: float = 1e-3) -> float:
     if s[0] == 0:
         return 1.0
     return float(np.mean(s < threshold * s[0]))
+
+
+def stable_rank(matrix: Array) -> float:
+    """||M||_F^2 / ||M||_2^2, the sum of the squared singular values over the largest squared:
+    n for an orthogonal matrix, 1 for a rank-one matrix, 0 for the zero matrix. Unlike the
+    effective rank it is dominated by the largest singular values."""
+    s = singular_values(matrix)
+    return 0.0 if s[0] == 0 else float((s ** 2).sum() / s[0] ** 2)
+
+
+def participation_ratio(activations: Array) -> float:
+    """The effective dimension of a cloud of points (one per row): (sum of the eigenvalues of
+    its covariance)^2 / (sum of their squares). It is d for points spread equally in d
+    orthogonal directions, 1 for points on a line, 0 when all the points coincide."""
+    x = _as_matrix(activations, "activations")
+    if len(x) < 2:
+        raise ValueError(f"activations needs at least 2 rows (points), got {len(x)}")
+    eig = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    total = (eig ** 2).sum()
+    return 0.0 if total == 0 else float(eig.sum() ** 2 / total)
+
+
+# --- the same measures for many spectra at once ---------------------------------------------------
+def _as_spectra(s: Array) -> Array:
+    """Singular values along the last axis: a finite, non-negative real array with at least one axis."""
+    arr = np.asarray(s)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"singular values must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"singular values need a non-empty last axis, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("singular values must be finite and non-negative")
+    return arr
+
+
+def spectrum_effective_rank(s: Array) -> Array:
+    """``effective_rank`` computed from singular values ``s`` (along the last axis), for a whole
+    array of spectra at once, e.g. shape (runs, steps, n) -> (runs, steps)."""
+    s = _as_spectra(s)
+    total = s.sum(axis=-1, keepdims=True)
+    p = np.divide(s, total, out=np.zeros_like(s), where=total > 0)
+    entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+    return np.where(total[..., 0] > 0, np.exp(entropy), 0.0)
+
+
+def spectrum_fraction_small(s: Array, threshold: float = 1e-3) -> Array:
+    """``fraction_small`` computed from singular values ``s`` (along the last axis, in any order),
+    for a whole array of spectra at once."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    s = _as_spectra(s)
+    top = s.max(axis=-1, keepdims=True)
+    return np.where(top[..., 0] > 0, np.mean(s < threshold * top, axis=-1), 1.0)

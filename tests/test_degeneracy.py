@@ -47,3 +47,59 @@ def test_bad_matrices_are_refused(bad, error, message):
 def test_bad_thresholds_are_refused(threshold):
     with pytest.raises(ValueError, match="threshold must be a number between 0 and 1"):
         degeneracy.fraction_small(np.eye(2), threshold=threshold)
+
+
+# --- stable rank, participation ratio, and the measures for many spectra at once ------------------
+def test_stable_rank_of_known_matrices():
+    assert degeneracy.stable_rank(np.eye(5)) == pytest.approx(5.0)
+    assert degeneracy.stable_rank(np.diag([2.0, 1.0])) == pytest.approx(1.25)
+    assert degeneracy.stable_rank(np.outer([1.0, 2.0], [3.0, 1.0, 1.0])) == pytest.approx(1.0)
+    assert degeneracy.stable_rank(np.zeros((3, 2))) == 0.0
+
+
+def test_participation_ratio_counts_the_directions_a_cloud_fills():
+    axes = np.vstack([np.eye(3), -np.eye(3)])            # +-e1, +-e2, +-e3: covariance proportional to I
+    assert degeneracy.participation_ratio(axes) == pytest.approx(3.0)
+    line = np.outer(np.linspace(-1, 1, 9), [1.0, 2.0, -1.0]) + 5.0  # points on a line, away from 0
+    assert degeneracy.participation_ratio(line) == pytest.approx(1.0)
+    assert degeneracy.participation_ratio(np.ones((4, 3))) == 0.0
+    # two directions with variances 4 and 1: (4 + 1)^2 / (16 + 1)
+    pts = np.array([[2.0, 0], [-2.0, 0], [0, 1.0], [0, -1.0]])
+    assert degeneracy.participation_ratio(pts) == pytest.approx(25 / 17)
+
+
+def test_spectrum_measures_agree_with_the_matrix_ones():
+    rng = np.random.default_rng(1)
+    mats = [rng.standard_normal((6, 6)) @ np.diag([1, 1, 0.1, 1e-5, 1e-6, 0]) for _ in range(4)] + [np.zeros((6, 6))]
+    s = np.array([degeneracy.singular_values(m) for m in mats]).reshape(5, 6)
+    er = degeneracy.spectrum_effective_rank(s)
+    fs = degeneracy.spectrum_fraction_small(s, 1e-3)
+    assert er.shape == fs.shape == (5,)
+    np.testing.assert_allclose(er, [degeneracy.effective_rank(m) for m in mats], rtol=1e-12)
+    np.testing.assert_allclose(fs, [degeneracy.fraction_small(m, 1e-3) for m in mats])
+    # leading axes are kept, and the order of the singular values does not matter
+    assert degeneracy.spectrum_effective_rank(s.reshape(5, 1, 6)).shape == (5, 1)
+    np.testing.assert_allclose(degeneracy.spectrum_fraction_small(s[:, ::-1]), fs)
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.array([1.0, -1.0]), ValueError, "finite and non-negative"),
+    (np.array([1.0, np.inf]), ValueError, "finite and non-negative"),
+    (np.zeros((2, 0)), ValueError, "non-empty last axis"),
+    (np.float64(1.0), ValueError, "non-empty last axis"),
+    (np.array(["a"]), TypeError, "real numeric array"),
+])
+def test_bad_spectra_are_refused(bad, error, message):
+    with pytest.raises(error, match=message):
+        degeneracy.spectrum_effective_rank(bad)
+
+
+def test_bad_arguments_of_the_new_measures_are_refused():
+    with pytest.raises(ValueError, match="threshold must be a number between 0 and 1"):
+        degeneracy.spectrum_fraction_small(np.ones(3), threshold=2)
+    with pytest.raises(ValueError, match="activations needs at least 2 rows"):
+        degeneracy.participation_ratio(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="activations must be a non-empty 2-D array"):
+        degeneracy.participation_ratio(np.ones(3))
+    with pytest.raises(ValueError, match="matrix must be a non-empty 2-D array"):
+        degeneracy.stable_rank(np.ones(3))

@@ -1,0 +1,292 @@
+"""Deep linear networks, plain and residual, many trained at once (chapter 3).
+
+A *stack* of R networks, each of L square layers of width n, is one tensor ``weights`` of shape
+(R, L, n, n): ``weights[r, l]`` is the matrix W of layer l + 1 of network r. With inputs as
+rows, a plain layer computes ``h <- h @ W.T`` (that is, h = W h for a column vector) and a
+residual one ``h <- h + h @ W.T`` (h = (I + W) h). Every step of every network is one batched
+matrix product (``torch.bmm``), so the R networks train together, on the GPU when there is one.
+
+The task is Orhan's: fit a fixed random linear map ``y = A x`` from examples ``x ~ N(0, I)``.
+Because the inputs are standard normal, the expected loss and the expected (root-mean-square)
+gradients have closed forms, and ``measure`` computes them exactly, with no sampling noise:
+
+* loss ``= E ||f(x) - y||^2 / n = ||P - A||_F^2 / n``, with P the network's end-to-end matrix
+  (1 for the network that outputs zero; a random isometry starts at about 2);
+* the RMS gradient of that loss at layer l's activations, ``sqrt(E ||dl_x/dh_l||^2)``.
+
+Importing this module imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .torchutil import device as default_device
+from .training import show_progress
+
+Tensor = torch.Tensor
+INITIALISATIONS = ("gaussian", "folded", "orthogonal")
+
+
+# --- argument checks ----------------------------------------------------------------------------
+def _count(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _number(value: Any, name: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} "
+                         f"number, got {value}")
+    return value
+
+
+def check_weights(weights: Any, name: str = "weights") -> Tensor:
+    """A floating-point tensor of shape (runs, layers, n, n)."""
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor of shape (runs, layers, n, n), "
+                        f"got {type(weights).__name__}")
+    if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2] or 0 in weights.shape:
+        raise ValueError(f"{name} must have shape (runs, layers, n, n) with square layers, "
+                         f"got {tuple(weights.shape)}")
+    if not weights.is_floating_point():
+        raise TypeError(f"{name} must hold floating-point numbers, got {weights.dtype}")
+    return weights
+
+
+def _check_batch(x: Any, name: str, weights: Tensor) -> Tensor:
+    """Inputs for a stack: (batch, n), shared by every network, or (runs, batch, n)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(x).__name__}")
+    runs, n = weights.shape[0], weights.shape[-1]
+    if x.ndim == 2:
+        x = x.expand(runs, *x.shape)
+    if x.ndim != 3 or x.shape[0] != runs or x.shape[-1] != n or x.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (batch, {n}) or ({runs}, batch, {n}), "
+                         f"got {tuple(x.shape)}")
+    return x.to(weights.device, weights.dtype)
+
+
+# --- initialisations ----------------------------------------------------------------------------
+def gaussian(runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0,
+             device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The standard initialisation: every entry drawn from N(0, scale^2 / width).
+
+    Returns a stack of shape (runs, depth, width, width). The numbers are drawn on the CPU from
+    a generator seeded with ``seed``, so they are the same on every device."""
+    runs, depth, width = _count(runs, "runs"), _count(depth, "depth"), _count(width, "width")
+    scale = _number(scale, "scale")
+    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    w = torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64)
+    return (w * (scale / width ** 0.5)).to(device or default_device(), dtype)
+
+
+def orthogonal(runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0,
+               device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Random orthogonal matrices (uniform over the orthogonal group), times ``scale``.
+
+    The Q of the QR decomposition of a Gaussian matrix, with the signs of its columns fixed so
+    that R has a positive diagonal (without that fix Q is not uniformly distributed)."""
+    runs, depth, width = _count(runs, "runs"), _count(depth, "depth"), _count(width, "width")
+    scale = _number(scale, "scale")
+    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    q, r = torch.linalg.qr(torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return (scale * q).to(device or default_device(), dtype)
+
+
+def fold(weights: Tensor, times: int = 1) -> Tensor:
+    """Orhan's folding: copy the first half of each matrix's columns into its second half.
+
+    A folded matrix W = [B, B] maps x = (x1, x2) to B (x1 + x2): it cannot tell x apart from
+    any input with the same x1 + x2, so its rank is at most n / 2. Folding ``times`` times
+    repeats this on the first half, leaving at most n / 2**times independent columns. Returns a
+    new tensor; the input is left as it is. (``times=0`` returns an unchanged copy.)"""
+    weights = check_weights(weights)
+    times = _count(times, "times", 0)
+    n = weights.shape[-1]
+    if n % (2 ** times):
+        raise ValueError(f"folding {times} times needs a width divisible by {2 ** times}, got {n}")
+    keep = n >> times
+    return weights[..., :keep].repeat(1, 1, 1, 2 ** times)
+
+
+def initialise(kind: str, runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0,
+               device: torch.device | None = None) -> Tensor:
+    """One of ``INITIALISATIONS``: "gaussian" (Orhan's Fold 0), "folded" (his Fold 1: the
+    same Gaussian matrices, folded once) or "orthogonal"."""
+    if kind not in INITIALISATIONS:
+        raise ValueError(f"kind must be one of {INITIALISATIONS}, got {kind!r}")
+    if kind == "orthogonal":
+        return orthogonal(runs, depth, width, seed=seed, scale=scale, device=device)
+    w = gaussian(runs, depth, width, seed=seed, scale=scale, device=device)
+    return fold(w) if kind == "folded" else w
+
+
+# --- forward and backward -----------------------------------------------------------------------
+def forward(weights: Tensor, x: Tensor, *, residual: bool = False) -> list[Tensor]:
+    """Every layer's activations for inputs ``x``: a list of L + 1 tensors of shape
+    (runs, batch, n), the inputs first and the outputs last."""
+    weights = check_weights(weights)
+    h = _check_batch(x, "x", weights)
+    activations = [h]
+    for l in range(weights.shape[1]):
+        z = torch.bmm(h, weights[:, l].transpose(1, 2))
+        h = h + z if residual else z
+        activations.append(h)
+    return activations
+
+
+def end_to_end(weights: Tensor, *, residual: bool = False) -> Tensor:
+    """The matrix P that each network applies to its input (f(x) = P x): shape (runs, n, n)."""
+    weights = check_weights(weights)
+    eye = torch.eye(weights.shape[-1], dtype=weights.dtype, device=weights.device)
+    return forward(weights, eye, residual=residual)[-1].transpose(1, 2)
+
+
+def backward(weights: Tensor, activations: list[Tensor], output_grad: Tensor, *,
+             residual: bool = False) -> tuple[Tensor, Tensor]:
+    """Backpropagation through a stack, given the gradient at the outputs (runs, batch, n).
+
+    Returns (weight gradients summed over the batch, shape (runs, L, n, n); the gradients at
+    every layer's activations, a tensor of shape (runs, L + 1, batch, n), inputs first)."""
+    weights = check_weights(weights)
+    depth = weights.shape[1]
+    if len(activations) != depth + 1:
+        raise ValueError(f"activations must hold {depth + 1} tensors (inputs and every layer), "
+                         f"got {len(activations)}")
+    g = _check_batch(output_grad, "output_grad", weights)
+    grads = torch.empty_like(weights)
+    at_layers = [g]
+    for l in range(depth - 1, -1, -1):
+        grads[:, l] = torch.bmm(g.transpose(1, 2), activations[l])
+        back = torch.bmm(g, weights[:, l])
+        g = g + back if residual else back
+        at_layers.append(g)
+    return grads, torch.stack(at_layers[::-1], dim=1)
+
+
+# --- the task -----------------------------------------------------------------------------------
+def target_map(width: int, *, seed: int, device: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """The map to learn: a width x width matrix A with entries from N(0, 1 / width), so that
+    y = A x has about the same size as x."""
+    return gaussian(1, 1, width, seed=seed, device=device, dtype=dtype)[0, 0]
+
+
+def measure(weights: Tensor, target: Tensor, *, residual: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact expectations over inputs x ~ N(0, I) of the loss ||f(x) - A x||^2 / n.
+
+    Returns (loss, shape (runs,); the RMS gradient norm sqrt(E ||d loss_x / d h_l||^2) at the
+    activations of every layer, shape (runs, L + 1), inputs first; the end-to-end matrices,
+    shape (runs, n, n)). For x ~ N(0, I), E ||M x||^2 = ||M||_F^2, so pushing the n basis
+    vectors through the network gives these expectations exactly."""
+    weights = check_weights(weights)
+    target = _check_target(target, weights)
+    n = weights.shape[-1]
+    eye = torch.eye(n, dtype=weights.dtype, device=weights.device)
+    activations = forward(weights, eye, residual=residual)
+    error = activations[-1] - target.T          # row i: f(e_i) - A e_i
+    loss = (error ** 2).sum(dim=(1, 2)) / n
+    _, at_layers = backward(weights, activations, 2 * error / n, residual=residual)
+    rms = at_layers.pow(2).sum(dim=(2, 3)).sqrt()
+    return loss, rms, activations[-1].transpose(1, 2)
+
+
+def _check_target(target: Any, weights: Tensor) -> Tensor:
+    n = weights.shape[-1]
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch tensor of shape ({n}, {n}), got {type(target).__name__}")
+    if tuple(target.shape) != (n, n):
+        raise ValueError(f"target must have shape ({n}, {n}) to match the layers, got {tuple(target.shape)}")
+    return target.to(weights.device, weights.dtype)
+
+
+# --- training -----------------------------------------------------------------------------------
+@dataclass
+class LinearHistory:
+    """What ``train`` recorded, as numpy arrays. ``steps[t]`` is the number of SGD steps taken
+    before record t (``steps[0] == 0``: the initialisation). ``loss`` has shape (runs, T),
+    ``grad_norms`` (runs, T, L + 1) (inputs first) and ``singular_values`` (runs, T, n): the
+    singular values of the end-to-end matrix, largest first."""
+
+    settings: dict[str, Any]
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norms: np.ndarray
+    singular_values: np.ndarray
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, groups: dict[str, int]) -> dict[str, "LinearHistory"]:
+        """Cut a stack's history into consecutive groups of runs, e.g. {"gaussian": 5, "orthogonal": 5}."""
+        if sum(groups.values()) != self.loss.shape[0]:
+            raise ValueError(f"groups must add up to the {self.loss.shape[0]} runs, got {groups}")
+        out, start = {}, 0
+        for name, size in groups.items():
+            part = slice(start, start + _count(size, f"groups[{name!r}]"))
+            out[name] = LinearHistory(self.settings, self.steps, self.loss[part], self.grad_norms[part],
+                                      self.singular_values[part], self.seconds)
+            start += size
+        return out
+
+
+def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size: int = 64,
+          residual: bool = False, record_every: int = 20, seed: int = 0,
+          progress: bool | None = None) -> LinearHistory:
+    """Mini-batch SGD on the squared error ||f(x) - A x||^2 / n, with fresh inputs x ~ N(0, I)
+    at every step, the same for every network of the stack. Trains ``weights`` in place.
+
+    Every ``record_every`` steps (and before the first and after the last) records the exact
+    expected loss, the RMS gradient norms at every layer and the singular values of each
+    network's end-to-end matrix (see ``measure``). A network whose loss becomes infinite or NaN
+    is recorded as such and left to itself; the others are unaffected."""
+    weights = check_weights(weights)
+    target = _check_target(target, weights)
+    steps, batch_size = _count(steps, "steps"), _count(batch_size, "batch_size")
+    record_every, lr = _count(record_every, "record_every"), _number(lr, "lr", positive=True)
+    n = weights.shape[-1]
+    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    records: list[tuple[int, Tensor, Tensor, Tensor]] = []
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            loss, rms, product = measure(weights, target, residual=residual)
+            s = torch.linalg.svdvals(torch.nan_to_num(product.double(), nan=0.0, posinf=0.0, neginf=0.0))
+        records.append((step, loss.cpu(), rms.cpu(), s.cpu()))
+
+    start = time.perf_counter()
+    record(0)
+    for step in tqdm(range(1, steps + 1), desc="SGD, deep linear", disable=not show_progress(progress),
+                     leave=False):
+        x = torch.randn(batch_size, n, generator=g).to(weights.device, weights.dtype)
+        with torch.no_grad():
+            activations = forward(weights, x, residual=residual)
+            error = activations[-1] - x @ target.T
+            grads, _ = backward(weights, activations, 2 * error / (n * batch_size), residual=residual)
+            weights -= lr * grads
+        if step % record_every == 0 or step == steps:
+            record(step)
+    seconds = time.perf_counter() - start
+    return LinearHistory(
+        settings=dict(steps=steps, lr=lr, batch_size=batch_size, residual=residual,
+                      record_every=record_every, seed=seed, runs=weights.shape[0],
+                      depth=weights.shape[1], width=n),
+        steps=np.array([r[0] for r in records]),
+        loss=torch.stack([r[1] for r in records], 1).double().numpy(),
+        grad_norms=torch.stack([r[2] for r in records], 1).double().numpy(),
+        singular_values=torch.stack([r[3] for r in records], 1).numpy(),
+        seconds=seconds)

@@ -1,0 +1,586 @@
+"""One testbed for every remedy: a deep, narrow fully connected network on MNIST, trained the same
+way whatever is switched on (chapter 4).
+
+A ``Config`` names everything that varies: depth, width, activation, initialisation, batch
+normalisation, residual connections, deep supervision, optimiser, learning rate, L2
+regularisation and gradient clipping. ``train(config, data, seed)`` builds the network, trains
+it for ``config.steps`` mini-batches with a ``nblib.probe.Probe`` attached and returns a ``Run``:
+plain numbers. The seed fixes both the initial weights and the order of the mini-batches, so
+two variants trained with the same seed see the same images in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .plots import Table, mean_sd
+from .probe import Probe, ProbeHistory
+from .torchutil import as_tensors
+from .training import show_progress
+
+Array = np.ndarray
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+INITS = ("normal", "xavier", "he", "orthogonal")
+OPTIMISERS = ("sgd", "momentum", "adam")
+LEAKY_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that varies between the testbed's networks and how they are trained.
+
+    ``aux_every`` = k > 0 adds deep supervision: a small classifier after every k-th hidden layer
+    (not the last), whose cross-entropy, times ``aux_weight``, is added to the loss. ``clip`` is
+    the largest gradient norm allowed (None: no clipping). ``l2`` is the coefficient of
+    (l2 / 2) * sum of squared weights added to the loss (biases and batch-norm parameters are
+    not penalised)."""
+
+    depth: int = 16
+    width: int = 48
+    activation: str = "relu"
+    init: str = "he"
+    batch_norm: bool = False
+    residual: bool = False
+    aux_every: int = 0
+    aux_weight: float = 0.3
+    optimiser: str = "momentum"
+    lr: float = 0.01
+    l2: float = 0.0
+    clip: float | None = None
+    steps: int = 600
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "steps", "batch_size"):
+            _check_int(getattr(self, name), name, 1)
+        _check_int(self.aux_every, "aux_every", 0)
+        for name, allowed in (("activation", ACTIVATIONS), ("init", INITS), ("optimiser", OPTIMISERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("batch_norm", "residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        _check_number(self.lr, "lr", positive=True)
+        _check_number(self.l2, "l2")
+        _check_number(self.aux_weight, "aux_weight")
+        if self.clip is not None:
+            _check_number(self.clip, "clip", positive=True)
+
+    def but(self, **changes: Any) -> "Config":
+        """A copy with some fields changed: ``base.but(activation="tanh")``."""
+        return dataclasses.replace(self, **changes)
+
+
+def activation_module(name: str) -> nn.Module:
+    """A fresh activation module: 'sigmoid', 'tanh', 'relu' or 'leaky_relu' (slope 0.01)."""
+    modules = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
+               "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE)}
+    if name not in modules:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {name!r}")
+    return modules[name]()
+
+
+class Block(nn.Module):
+    """One hidden layer: a = act(norm(W h + b)), and h + a instead of a with a skip connection."""
+
+    def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=not batch_norm)   # batch norm's shift replaces the bias
+        self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
+        self.act = activation_module(activation)
+        self.residual = residual and n_in == n_out
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a = self.act(self.norm(self.linear(h)))
+        return h + a if self.residual else a
+
+
+class DeepMLP(nn.Module):
+    """``config.depth`` hidden layers of ``config.width`` units between 784 pixels and 10 classes
+    (the first hidden layer has no skip connection: its input is the image)."""
+
+    def __init__(self, config: Config, n_in: int = 784, n_out: int = 10) -> None:
+        super().__init__()
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
+        self.config = config
+        sizes = [n_in] + [config.width] * config.depth
+        self.blocks = nn.ModuleList(Block(a, b, config.activation, config.batch_norm, config.residual)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = nn.Linear(config.width, n_out)
+        self.aux_at = [l for l in range(config.aux_every, config.depth, config.aux_every)] if config.aux_every else []
+        self.aux = nn.ModuleList(nn.Linear(config.width, n_out) for _ in self.aux_at)
+        initialise(self, config.init, config.activation)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output logits and those of the auxiliary classifiers (deep supervision)."""
+        aux, h = [], x
+        for l, block in enumerate(self.blocks, start=1):
+            h = block(h)
+            if l in self.aux_at:
+                aux.append(self.aux[self.aux_at.index(l)](h))
+        return self.head(h), aux
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[0]
+
+    def probe_layers(self) -> dict[str, tuple[nn.Module, nn.Module]]:
+        """The hidden layers as the probe wants them: name -> (linear module, activation module)."""
+        return {f"hidden {l}": (b.linear, b.act) for l, b in enumerate(self.blocks, start=1)}
+
+
+def initialise(model: nn.Module, scheme: str, activation: str = "relu") -> nn.Module:
+    """Draw every ``nn.Linear`` weight of ``model`` afresh (biases to zero), from torch's global
+    generator:
+
+    - 'normal':     N(0, 1)
+    - 'xavier':     uniform on +-sqrt(6 / (fan_in + fan_out))  (Glorot and Bengio)
+    - 'he':         N(0, 2 / fan_in)  (He et al.)
+    - 'orthogonal': a random (semi-)orthogonal matrix times a gain, sqrt(2) for ReLU-like
+                    activations and 1 otherwise  (Saxe et al.)
+    """
+    if scheme not in INITS:
+        raise ValueError(f"scheme must be one of {', '.join(map(repr, INITS))}, got {scheme!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    with torch.no_grad():
+        for m in model.modules():
+            if not isinstance(m, nn.Linear):
+                continue
+            fan_out, fan_in = m.weight.shape
+            if scheme == "normal":
+                m.weight.normal_(0.0, 1.0)
+            elif scheme == "xavier":
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                m.weight.uniform_(-bound, bound)
+            elif scheme == "he":
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+            else:
+                nn.init.orthogonal_(m.weight, gain=math.sqrt(2.0) if "relu" in activation else 1.0)
+            if m.bias is not None:
+                m.bias.zero_()
+    return model
+
+
+def weight_variance(scheme: str, fan_in: int, fan_out: int, activation: str = "relu") -> float:
+    """The variance of one weight under ``scheme`` (for 'orthogonal', of an entry of a square
+    orthogonal matrix times its gain, gain^2 / fan_in)."""
+    if scheme not in INITS:
+        raise ValueError(f"scheme must be one of {', '.join(map(repr, INITS))}, got {scheme!r}")
+    _check_int(fan_in, "fan_in", 1)
+    _check_int(fan_out, "fan_out", 1)
+    return {"normal": 1.0, "xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in,
+            "orthogonal": (2.0 if "relu" in activation else 1.0) / max(fan_in, fan_out)}[scheme]
+
+
+def predicted_moments(scheme: str, activation: str, depth: int, width: int, input_sq: float,
+                      n_in: int = 784) -> tuple[Array, Array]:
+    """What the initialisation formulas promise for ``DeepMLP`` (zero biases), in the limit of wide
+    layers: each pre-activation z is Gaussian with variance q_l, where
+    q_1 = Var(w) * E||x||^2 (``input_sq``) and q_{l+1} = width * Var(w) * E[phi(z_l)^2].
+
+    Returns, for hidden layers 1..depth, the second moment of the activations E[phi(z_l)^2], and
+    that of the gradient reaching them relative to the last hidden layer,
+    E[g_l^2] / E[g_depth^2], from g_l = W^T (phi'(z_{l+1}) * g_{l+1}), i.e.
+    E[g_l^2] = width * Var(w) * E[phi'(z_{l+1})^2] * E[g_{l+1}^2]. The Gaussian averages are
+    taken on a fine grid."""
+    _check_int(depth, "depth", 1)
+    _check_int(width, "width", 1)
+    _check_number(input_sq, "input_sq", positive=True)
+    phi, slope = _NUMPY_ACTIVATIONS[activation] if activation in _NUMPY_ACTIVATIONS else (None, None)
+    if phi is None:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    xi = np.linspace(-12.0, 12.0, 24_000)      # an even count: z = 0, where ReLU has no slope, is not a point
+    density = np.exp(-xi ** 2 / 2)
+    density /= density.sum()
+    q = weight_variance(scheme, n_in, width, activation) * input_sq
+    hidden_var = weight_variance(scheme, width, width, activation)
+    forward, slopes = [], []
+    for _ in range(depth):
+        z = math.sqrt(q) * xi
+        forward.append(float(density @ phi(z) ** 2))
+        slopes.append(float(density @ slope(z) ** 2))
+        q = width * hidden_var * forward[-1]
+    backward = [1.0]
+    for l in range(depth - 1, 0, -1):          # from the last hidden layer down to the first
+        backward.append(backward[-1] * width * hidden_var * slopes[l])
+    return np.array(forward), np.array(backward[::-1])
+
+
+def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
+    """Measured counterparts of ``predicted_moments``: for freshly initialised ``DeepMLP(config)``
+    networks (one per seed) and one batch (x, y) with the cross-entropy loss, the second moment
+    of each hidden layer's activations, E[a_l^2], and of the gradient reaching them, E[g_l^2].
+    Returns two arrays of shape (seeds, depth)."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
+    seeds = [_check_int(s, "seeds", 0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    forward, backward = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = DeepMLP(config, n_in=x.shape[1]).to(x.device)
+        probe = Probe(model, model.probe_layers())
+        with probe.step():
+            F.cross_entropy(model(x), y).backward()
+        h = probe.history()
+        forward.append(h["act_std"][0] ** 2 + h["act_mean"][0] ** 2)
+        backward.append(h["act_grad_rms"][0] ** 2)
+    return np.array(forward), np.array(backward)
+
+
+def _sigmoid(z: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(z / 2))
+
+
+_NUMPY_ACTIVATIONS = {
+    "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1 - _sigmoid(z))),
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z), lambda z: np.where(z > 0, 1.0, LEAKY_SLOPE)),
+}
+
+
+def make_optimiser(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD, SGD with momentum 0.9, or Adam at ``config.lr``, with L2 on the weights of the linear
+    layers only."""
+    decay = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    ids = {id(p) for p in decay}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": config.l2}, {"params": rest, "weight_decay": 0.0}]
+    if config.optimiser == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9 if config.optimiser == "momentum" else 0.0)
+
+
+def clip_by_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
+    """Gradient clipping by norm: g <- g * min(1, max_norm / ||g||), with ||g|| the length of all
+    the gradients together. Returns ||g|| before clipping."""
+    _check_number(max_norm, "max_norm", positive=True)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+    if norm > max_norm:
+        for g in grads:
+            g.mul_(max_norm / norm)
+    return norm
+
+
+@dataclass
+class Data:
+    """Training and validation images (n, 784) and labels (n,) as tensors on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def prepare(mnist: Any, n_train: int | None = None, n_val: int | None = None,
+            on: torch.device | None = None) -> Data:
+    """MNIST (``nblib.data.load_mnist()``) as tensors on ``on`` (default ``torchutil.device()``):
+    the first ``n_train`` training and ``n_val`` validation images (default: all)."""
+    if not (hasattr(mnist, "training") and hasattr(mnist, "validation")):
+        raise TypeError(f"mnist must be what nblib.data.load_mnist() returns, got {type(mnist).__name__}")
+    x, y = as_tensors(mnist.training, on)
+    xv, yv = as_tensors(mnist.validation, on)
+    n_train = len(x) if n_train is None else _check_int(n_train, "n_train", 1)
+    n_val = len(xv) if n_val is None else _check_int(n_val, "n_val", 1)
+    return Data(x[:n_train], y[:n_train], xv[:n_val], yv[:n_val])
+
+
+@dataclass
+class Run:
+    """What one training run produced, as plain numbers.
+
+    ``losses[s]`` is the training loss (main classifier) at step s; ``grad_norms[s]`` the length
+    of the whole gradient before clipping; ``probe`` the per-layer record; ``final`` the
+    activation statistics (``Probe.measure``) on 1,000 validation images after training;
+    ``diverged`` says whether training stopped at a non-finite loss (``accuracy`` is then that
+    of the broken network); ``clipped`` is the fraction of steps whose gradient was clipped;
+    ``aux_accuracy`` the validation accuracy of each auxiliary classifier (deep supervision)."""
+
+    config: Config
+    seed: int
+    accuracy: float
+    losses: Array
+    grad_norms: Array
+    probe: ProbeHistory
+    final: dict[str, Array]
+    diverged: bool
+    clipped: float
+    seconds: float
+    aux_accuracy: list[float] = dataclasses.field(default_factory=list)
+
+    def grad_ratio(self, when: str = "start", records: int = 5) -> float:
+        """First over last hidden layer's weight-gradient norm: at the first record ('start') or
+        the mean over the last ``records`` records ('end', mini-batch gradients are noisy)."""
+        ratios = self.probe.ratio_first_to_last("grad_norm")
+        if when == "start":
+            return float(ratios[0])
+        if when == "end":
+            return float(np.mean(ratios[-records:]))
+        raise ValueError(f'when must be "start" or "end", got {when!r}')
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> float:
+    """The fraction of ``x`` that ``model`` classifies right, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        right = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    model.train(was_training)
+    return right / len(x)
+
+
+def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Run:
+    """Train a fresh ``DeepMLP(config)`` for ``config.steps`` mini-batches drawn without replacement
+    (reshuffled each epoch), with the probe recording every ``probe_every``-th step."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
+    _check_int(seed, "seed", 0)
+    start = time.perf_counter()
+    on = data.x_train.device
+    torch.manual_seed(seed)
+    model = DeepMLP(config, n_in=data.x_train.shape[1]).to(on)
+    order = torch.Generator().manual_seed(seed)
+    optimiser = make_optimiser(config, model)
+    probe = Probe(model, model.probe_layers(), every=probe_every)
+    n, m = len(data.y_train), config.batch_size
+    losses, norms, batches, diverged, clipped = [], [], [], False, 0
+    for step in range(config.steps):
+        if not batches:
+            batches = list(torch.randperm(n, generator=order).to(on).split(m))[::-1]
+            batches = [b for b in batches if len(b) == m] or batches
+        idx = batches.pop()
+        x, y = data.x_train[idx], data.y_train[idx]
+        with probe.step():
+            logits, aux = model.forward_all(x)
+            loss = F.cross_entropy(logits, y)
+            total = loss + config.aux_weight * sum(F.cross_entropy(a, y) for a in aux) if aux else loss
+            optimiser.zero_grad(set_to_none=True)
+            total.backward()
+            if config.clip is not None:
+                norm = clip_by_norm(model.parameters(), config.clip)
+                clipped += norm > config.clip
+            else:
+                norm = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()
+                                                            if p.grad is not None]))
+            optimiser.step()
+        losses.append(float(loss.detach()))
+        norms.append(norm)
+        if not (math.isfinite(losses[-1]) and math.isfinite(norm)):
+            diverged = True
+            break
+    final = probe.measure(data.x_val[:1000]) if not diverged else {}
+    aux = [accuracy(nn.Sequential(*model.blocks[:l], head), data.x_val, data.y_val)
+           for l, head in zip(model.aux_at, model.aux)]
+    return Run(config, seed, accuracy(model, data.x_val, data.y_val), np.array(losses), np.array(norms),
+               probe.history(), final, diverged, clipped / max(1, len(losses)), time.perf_counter() - start, aux)
+
+
+@dataclass
+class Summary:
+    """One variant over its seeds, one value per seed: validation accuracy (%); first over last
+    hidden layer's weight-gradient norm at the start and the end (``Run.grad_ratio``); the same
+    for the update-to-weight ratio at the end; and, on 1,000 validation images after training,
+    the fraction of dead units (%), the fraction of saturated activations (%) and the effective
+    rank, each averaged over the hidden layers (NaN where it does not apply or the run diverged);
+    whether each run diverged; and its time in seconds."""
+
+    accuracy: Array
+    ratio_start: Array
+    ratio_end: Array
+    update_balance: Array
+    dead: Array
+    saturated: Array
+    eff_rank: Array
+    diverged: Array
+    seconds: Array
+
+
+def summarise(runs: Sequence[Run]) -> Summary:
+    """The numbers the chapter reports for one variant (its runs, one per seed)."""
+    runs = list(runs)
+    if not runs or not all(isinstance(r, Run) for r in runs):
+        raise TypeError("runs must be a non-empty list of testbed.Run")
+
+    def final(r: Run, metric: str, scale: float = 1.0) -> float:
+        values = r.final.get(metric)
+        if values is None or np.all(np.isnan(values)):
+            return math.nan
+        return scale * float(np.nanmean(values))
+
+    def balance(r: Run) -> float:
+        ratios = r.probe.ratio_first_to_last("update_ratio")[-5:]
+        return float(np.mean(ratios)) if len(ratios) else math.nan
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Summary(
+            accuracy=np.array([100 * r.accuracy for r in runs]),
+            ratio_start=np.array([r.grad_ratio("start") for r in runs]),
+            ratio_end=np.array([math.nan if r.diverged else r.grad_ratio("end") for r in runs]),
+            update_balance=np.array([math.nan if r.diverged else balance(r) for r in runs]),
+            dead=np.array([final(r, "dead", 100) for r in runs]),
+            saturated=np.array([final(r, "saturated", 100) for r in runs]),
+            eff_rank=np.array([final(r, "eff_rank") for r in runs]),
+            diverged=np.array([r.diverged for r in runs]),
+            seconds=np.array([r.seconds for r in runs]))
+
+
+def finite_mean(values: Array) -> float:
+    """The mean of the finite values (NaN, without a warning, if there are none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else math.nan
+
+
+def geometric_mean(values: Array) -> float:
+    """exp(mean(log |v|)) over the finite, non-zero values (NaN if there are none): the typical
+    size of a ratio that varies over orders of magnitude."""
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if len(v) else math.nan
+
+
+def number(x: float, decimals: int = 2) -> str:
+    """A number for a table: ``decimals`` decimals between 0.01 and 1000 (and for 0), two
+    significant digits otherwise, and a dash for NaN."""
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:.{decimals}f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.2g}"
+
+
+def results_table(results: Mapping[str, Sequence[Run]], caption: str = "") -> Table:
+    """One row per variant: accuracy (mean ± sd and range over seeds), the first-to-last gradient
+    ratio at the start and the end (geometric mean over seeds), dead units, effective rank,
+    diverged runs and time."""
+    rows = []
+    for name, runs in results.items():
+        s = summarise(runs)
+        lo, hi = np.min(s.accuracy), np.max(s.accuracy)
+        rows.append([name, mean_sd(s.accuracy), f"{lo:.1f} – {hi:.1f}", number(geometric_mean(s.ratio_start)),
+                     number(geometric_mean(s.ratio_end)),
+                     number(finite_mean(s.dead), 1), number(finite_mean(s.eff_rank), 1),
+                     f"{int(s.diverged.sum())}/{len(s.diverged)}", f"{s.seconds.mean():.1f}"])
+    header = ["variant", "accuracy (%)", "range (%)", "grad ratio, start", "grad ratio, end", "dead units (%)",
+              "effective rank", "diverged", "time (s)"]
+    return Table(header, rows, caption=caption)
+
+
+class Runner:
+    """Trains testbed variants on ``data`` and remembers every run, so that a variant shared by
+    several experiments (the baseline, say) is trained once per seed.
+
+    On a CPU, runs go to ``workers`` processes (default: one per core, at most 4), each using one
+    thread: the layers are small, so two single-threaded runs side by side get through twice as
+    much as one run using both cores. On a GPU they run one after another in this process.
+    A seeded run gives the same numbers whichever process trains it. Call ``close()`` (or use
+    ``with``) to stop the worker processes."""
+
+    def __init__(self, data: Data, seeds: Sequence[int], *, probe_every: int = 25,
+                 workers: int | None = None) -> None:
+        if not isinstance(data, Data):
+            raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
+        self.seeds = [_check_int(s, "seeds", 0) for s in seeds]
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one seed, e.g. [0, 1, 2]")
+        self.data, self.probe_every = data, _check_int(probe_every, "probe_every", 1)
+        on_cpu = data.x_train.device.type == "cpu"
+        if workers is None:
+            workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
+        self.workers = _check_int(workers, "workers", 1) if on_cpu else 1
+        self.runs: dict[tuple[Config, int], Run] = {}
+        self._pool = None
+
+    def run(self, configs: Mapping[str, Config], *, desc: str = "runs",
+            progress: bool | None = None) -> dict[str, list[Run]]:
+        """Train every config with every seed (those not trained before): {name: [run per seed]}."""
+        if not isinstance(configs, Mapping) or not configs:
+            raise TypeError("configs must be a non-empty dict {name: Config}")
+        for name, c in configs.items():
+            if not isinstance(c, Config):
+                raise TypeError(f"configs[{name!r}] must be a testbed.Config, got {type(c).__name__}")
+        todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
+                                  if (c, s) not in self.runs))
+        bar = tqdm(total=len(todo), desc=desc, disable=not show_progress(progress))
+        if self.workers == 1 or len(todo) <= 1:
+            for c, s in todo:
+                self.runs[(c, s)] = train(c, self.data, s, probe_every=self.probe_every)
+                bar.update()
+        else:
+            pool = self._start()
+            futures = {pool.submit(_train_in_worker, c, s, self.probe_every): (c, s) for c, s in todo}
+            for f in as_completed(futures):
+                self.runs[futures[f]] = f.result()
+                bar.update()
+        bar.close()
+        return {name: [self.runs[(c, s)] for s in self.seeds] for name, c in configs.items()}
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = torch.multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(self.data,))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (the runs already made stay in ``runs``)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_WORKER_DATA: Data | None = None
+
+
+def _start_worker(data: Data) -> None:
+    """Runs once in each worker process: one thread, and the data (shared, not copied)."""
+    global _WORKER_DATA
+    torch.set_num_threads(1)
+    _WORKER_DATA = data
+
+
+def _train_in_worker(config: Config, seed: int, probe_every: int) -> Run:
+    assert _WORKER_DATA is not None, "worker started without data"
+    return train(config, _WORKER_DATA, seed, probe_every=probe_every)
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+    return int(value)
+
+
+def _check_number(value: Any, name: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
+                         f"got {value!r}")
+    return float(value)

@@ -1,0 +1,190 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from nblib import recurrent  # noqa: E402
+from nblib.recurrent import RecurrentConfig  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_adding_problem_marks_one_step_in_each_half_and_targets_their_sum():
+    x, y = recurrent.adding_problem(500, 9, torch.Generator().manual_seed(0), on=CPU)
+    assert x.shape == (500, 9, 2) and y.shape == (500,)
+    values, markers = x[..., 0], x[..., 1]
+    assert torch.all(markers.sum(1) == 2)
+    assert torch.all(markers[:, :4].sum(1) == 1) and torch.all(markers[:, 4:].sum(1) == 1)
+    assert torch.allclose((values * markers).sum(1), y)
+    assert values.min() >= 0 and values.max() <= 1
+
+
+def test_adding_problem_is_repeatable_and_its_baseline_is_one_sixth():
+    a = recurrent.adding_problem(5, 6, torch.Generator().manual_seed(3), on=CPU)
+    b = recurrent.adding_problem(5, 6, torch.Generator().manual_seed(3), on=CPU)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    _, y = recurrent.adding_problem(200_000, 4, torch.Generator().manual_seed(1), on=CPU)
+    assert float(y.mean()) == pytest.approx(1.0, abs=0.01)
+    assert float(((y - 1.0) ** 2).mean()) == pytest.approx(recurrent.BASELINE_MSE, rel=0.02)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((0, 5), ValueError, "n must be at least 1"),
+    ((3, 1), ValueError, "length must be at least 2"),
+    ((3, 5.0), TypeError, "length must be an integer"),
+])
+def test_adding_problem_errors(args, error, message):
+    with pytest.raises(error, match=message):
+        recurrent.adding_problem(*args)
+
+
+def test_adding_problem_refuses_a_bad_generator():
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        recurrent.adding_problem(3, 4, generator=42)
+
+
+@pytest.mark.parametrize("kind", recurrent.KINDS)
+def test_recurrent_networks_give_one_number_per_sequence(kind):
+    model = recurrent.Recurrent(kind, hidden=5)
+    assert model(torch.rand(4, 7, 2)).shape == (4,)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: recurrent.Recurrent("transformer"), ValueError, "kind must be one of 'rnn', 'lstm', 'gru'"),
+    (lambda: recurrent.Recurrent("rnn", hidden=0), ValueError, "hidden must be at least 1"),
+    (lambda: recurrent.Recurrent("rnn")(torch.rand(4, 7)), ValueError, r"x must be a tensor of shape \(sequences, steps, 2\)"),
+    (lambda: recurrent.Recurrent("rnn")([1, 2]), ValueError, "got list"),
+])
+def test_recurrent_network_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+class Weighted(nn.Module):
+    """f(x) = sum_t w_t x_{t,0}: dL_i/dx_{i,t} = (2 (f_i - y_i) w_t, 0), known in closed form."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+
+    def forward(self, x):
+        return (x[..., 0] * self.w).sum(1)
+
+
+def test_input_gradients_on_a_model_whose_answer_is_known():
+    model = Weighted([0.5, 0.0, -2.0])
+    x = torch.tensor([[[1.0, 0.0], [2.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]])
+    y = torch.tensor([0.0, 1.0])
+    # f = [0.5, -2]; residuals 2(f - y) = [1, -6]; |grad at t| = |residual| * |w_t|, averaged
+    np.testing.assert_allclose(recurrent.input_gradients(model, x, y), [0.5 * 3.5, 0.0, 2 * 3.5])
+    assert x.grad is None
+
+
+def test_input_gradients_vanish_for_early_steps_of_a_small_vanilla_rnn():
+    torch.manual_seed(0)
+    model = recurrent.Recurrent("rnn", hidden=8)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.mul_(0.2)       # a contracting recurrence
+    x, y = recurrent.adding_problem(50, 30, torch.Generator().manual_seed(0), on=CPU)
+    g = recurrent.input_gradients(model, x, y)
+    assert g.shape == (30,) and g[0] < 1e-6 * g[-1]
+
+
+def test_mse_of_a_model_whose_answer_is_known():
+    model = Weighted([1.0, 1.0])
+    x = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]])
+    assert recurrent.mse(model, x, torch.tensor([1.0])) == pytest.approx(4.0)
+
+
+def test_input_gradients_refuses_non_models():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        recurrent.input_gradients("rnn", torch.zeros(1, 2, 2), torch.zeros(1))
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    ({"kind": "elman"}, ValueError, "kind must be one of"),
+    ({"length": 1}, ValueError, "length must be at least 2"),
+    ({"steps": 0}, ValueError, "steps must be at least 1"),
+    ({"lr": -1.0}, ValueError, "lr must be a positive finite number"),
+    ({"clip": "1"}, TypeError, "clip must be a number"),
+    ({"optimiser": "rmsprop"}, ValueError, "optimiser must be one of 'adam', 'sgd'"),
+])
+def test_config_errors(changes, error, message):
+    with pytest.raises(error, match=message):
+        RecurrentConfig(**changes)
+
+
+TINY = RecurrentConfig(kind="gru", length=6, hidden=4, steps=8, batch=5)
+
+
+def test_training_returns_plain_numbers_and_is_repeatable():
+    run = recurrent.train(TINY, 0, on=CPU)
+    assert run.losses.shape == (8,) and run.grad_norms.shape == (8,) and run.update_norms.shape == (8,)
+    assert run.input_grads_start.shape == (6,) and run.input_grads_end.shape == (6,)
+    assert run.solved == pytest.approx(1 - run.mse / recurrent.BASELINE_MSE)
+    again = recurrent.train(TINY, 0, on=CPU)
+    np.testing.assert_array_equal(run.losses, again.losses)
+    assert not np.array_equal(run.losses, recurrent.train(TINY, 1, on=CPU).losses)
+
+
+def test_update_norms_are_the_length_of_each_sgd_step():
+    config = TINY.but(optimiser="sgd", lr=0.1)
+    run = recurrent.train(config, 0, on=CPU)
+    np.testing.assert_allclose(run.update_norms, 0.1 * run.grad_norms, rtol=1e-4)
+    clipped = recurrent.train(config.but(clip=1e-3), 0, on=CPU)
+    np.testing.assert_allclose(clipped.update_norms, 0.1 * 1e-3, rtol=1e-3)
+
+
+def test_clipping_counts_the_clipped_steps():
+    run = recurrent.train(TINY.but(clip=1e-6), 0, on=CPU)
+    assert run.clipped == 1.0
+    assert recurrent.train(TINY.but(clip=1e6), 0, on=CPU).clipped == 0.0
+
+
+def test_a_short_adding_problem_is_learned():
+    run = recurrent.train(RecurrentConfig(kind="lstm", length=4, hidden=16, steps=300, batch=32, lr=1e-2), 0, on=CPU)
+    assert run.solved > 0.8
+
+
+def test_train_errors():
+    with pytest.raises(TypeError, match="config must be a RecurrentConfig"):
+        recurrent.train({"kind": "rnn"}, 0)
+    with pytest.raises(ValueError, match="seed must be at least 0"):
+        recurrent.train(TINY, -2)
+
+
+def test_train_all_with_seeds_per_config():
+    runs = recurrent.train_all({"a": TINY, "b": TINY.but(kind="rnn")}, {"a": [0], "b": [1, 2]}, workers=1,
+                               progress=False)
+    assert [r.seed for r in runs["a"]] == [0] and [r.seed for r in runs["b"]] == [1, 2]
+
+
+def test_train_all_in_this_process_and_in_workers_gives_the_same_numbers():
+    configs = {"a": TINY, "b": TINY.but(kind="rnn")}
+    alone = recurrent.train_all(configs, [0], workers=1, progress=False)
+    assert [r.seed for r in alone["a"]] == [0] and alone["b"][0].config.kind == "rnn"
+    parallel = recurrent.train_all(configs, [0], workers=2, progress=False)
+    for name in configs:
+        np.testing.assert_array_equal(alone[name][0].losses, parallel[name][0].losses)
+
+
+@pytest.mark.parametrize("args, kwargs, error, message", [
+    (({}, [0]), {}, TypeError, "configs must be a non-empty dict"),
+    (({"a": 1}, [0]), {}, TypeError, r"configs\['a'\] must be a RecurrentConfig"),
+    (({"a": TINY}, []), {}, ValueError, "seeds is empty"),
+    (({"a": TINY}, [0]), {"workers": 0}, ValueError, "workers must be at least 1"),
+    (({"a": TINY}, {"b": [0]}), {}, ValueError, "must have exactly the names of configs"),
+    (({"a": TINY}, {"a": []}), {}, ValueError, "seeds is empty"),
+])
+def test_train_all_errors(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        recurrent.train_all(*args, **kwargs)

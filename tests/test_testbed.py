@@ -1,0 +1,364 @@
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from nblib import testbed  # noqa: E402
+from nblib.testbed import Config  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small layers run fastest on one thread (as in the chapter); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_data(n=200, features=20, seed=0) -> testbed.Data:
+    """A learnable toy problem: the label is the index of the largest of the first 10 features."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, features, generator=g)
+    y = x[:, :10].argmax(1)
+    return testbed.Data(x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:])
+
+
+SMALL = Config(depth=3, width=8, steps=12, batch_size=10)
+
+
+# --- configuration ----------------------------------------------------------------------------
+@pytest.mark.parametrize("changes, error, message", [
+    ({"depth": 0}, ValueError, "depth must be at least 1"),
+    ({"width": 2.5}, TypeError, "width must be an integer"),
+    ({"steps": True}, TypeError, "steps must be an integer"),
+    ({"aux_every": -1}, ValueError, "aux_every must be at least 0"),
+    ({"activation": "swish"}, ValueError, "activation must be one of 'sigmoid', 'tanh', 'relu', 'leaky_relu'"),
+    ({"init": "lecun"}, ValueError, "init must be one of 'normal', 'xavier', 'he', 'orthogonal'"),
+    ({"optimiser": "rmsprop"}, ValueError, "optimiser must be one of 'sgd', 'momentum', 'adam'"),
+    ({"batch_norm": 1}, TypeError, "batch_norm must be True or False"),
+    ({"lr": 0}, ValueError, "lr must be a positive finite number"),
+    ({"lr": "0.1"}, TypeError, "lr must be a number"),
+    ({"l2": -1.0}, ValueError, "l2 must be a non-negative finite number"),
+    ({"clip": float("inf")}, ValueError, "clip must be a positive finite number"),
+])
+def test_config_refuses_bad_values(changes, error, message):
+    with pytest.raises(error, match=message):
+        Config(**changes)
+
+
+def test_config_but_changes_one_field_and_configs_are_hashable():
+    base = Config()
+    tanh = base.but(activation="tanh")
+    assert tanh.activation == "tanh" and tanh.depth == base.depth and base.activation == "relu"
+    assert len({base, tanh, base.but()}) == 2
+
+
+# --- the network ------------------------------------------------------------------------------
+def test_network_shape_blocks_and_auxiliary_heads():
+    model = testbed.DeepMLP(Config(depth=6, width=5, aux_every=2), n_in=7)
+    assert len(model.blocks) == 6 and model.aux_at == [2, 4] and len(model.aux) == 2
+    logits, aux = model.forward_all(torch.randn(3, 7))
+    assert logits.shape == (3, 10) and [a.shape for a in aux] == [(3, 10), (3, 10)]
+    assert list(model.probe_layers()) == [f"hidden {l}" for l in range(1, 7)]
+    assert model(torch.randn(3, 7)).shape == (3, 10)
+
+
+def test_residual_blocks_add_their_input_except_the_first():
+    model = testbed.DeepMLP(Config(depth=3, width=4, residual=True, activation="relu"), n_in=6)
+    assert [b.residual for b in model.blocks] == [False, True, True]
+    block = model.blocks[1]
+    h = torch.randn(2, 4)
+    assert torch.allclose(block(h), h + torch.relu(block.linear(h)))
+
+
+def test_batch_norm_blocks_have_no_bias():
+    model = testbed.DeepMLP(Config(depth=2, width=4, batch_norm=True), n_in=3)
+    assert model.blocks[0].linear.bias is None and isinstance(model.blocks[0].norm, nn.BatchNorm1d)
+
+
+def test_network_refuses_a_non_config():
+    with pytest.raises(TypeError, match="config must be a testbed.Config"):
+        testbed.DeepMLP({"depth": 3})
+
+
+@pytest.mark.parametrize("name", testbed.ACTIVATIONS)
+def test_activation_modules(name):
+    z = torch.tensor([-2.0, 0.5])
+    expected = {"sigmoid": torch.sigmoid(z), "tanh": torch.tanh(z), "relu": torch.relu(z),
+                "leaky_relu": torch.tensor([-0.02, 0.5])}[name]
+    assert torch.allclose(testbed.activation_module(name)(z), expected)
+
+
+def test_activation_module_refuses_unknown_names():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        testbed.activation_module("elu")
+
+
+# --- initialisation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("scheme", testbed.INITS)
+def test_initial_weight_variance_matches_the_formula(scheme):
+    torch.manual_seed(0)
+    layer = nn.Linear(300, 200)
+    testbed.initialise(layer, scheme, "relu")
+    expected = testbed.weight_variance(scheme, 300, 200, "relu")
+    assert layer.weight.var().item() == pytest.approx(expected, rel=0.03)
+    assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_xavier_is_uniform_within_its_bound_and_orthogonal_rows_are_orthonormal():
+    torch.manual_seed(0)
+    layer = testbed.initialise(nn.Linear(50, 30), "xavier")
+    assert layer.weight.abs().max() <= math.sqrt(6 / 80)
+    layer = testbed.initialise(nn.Linear(50, 30), "orthogonal", "tanh")
+    assert torch.allclose(layer.weight @ layer.weight.T, torch.eye(30), atol=1e-5)
+    layer = testbed.initialise(nn.Linear(30, 30), "orthogonal", "relu")
+    assert torch.allclose(layer.weight @ layer.weight.T, 2 * torch.eye(30), atol=1e-5)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: testbed.initialise(nn.Linear(2, 2), "glorot"), "scheme must be one of"),
+    (lambda: testbed.initialise(nn.Linear(2, 2), "he", "elu"), "activation must be one of"),
+    (lambda: testbed.weight_variance("lecun", 2, 2), "scheme must be one of"),
+    (lambda: testbed.weight_variance("he", 0, 2), "fan_in must be at least 1"),
+])
+def test_initialisation_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --- what the formulas predict ----------------------------------------------------------------
+def test_predicted_moments_of_relu_networks_in_closed_form():
+    forward, backward = testbed.predicted_moments("he", "relu", 5, 10, input_sq=50.0, n_in=100)
+    # q_1 = (2/100) * 50 = 1, E[relu(z)^2] = q/2, and He keeps it there; the gradient stays put
+    np.testing.assert_allclose(forward, 0.5, rtol=1e-3)
+    np.testing.assert_allclose(backward, 1.0, rtol=1e-3)
+    forward, backward = testbed.predicted_moments("xavier", "relu", 4, 10, input_sq=55.0, n_in=100)
+    q1 = 2 / 110 * 55
+    np.testing.assert_allclose(forward, [q1 / 2 / 2 ** l for l in range(4)], rtol=1e-3)
+    np.testing.assert_allclose(backward, [1 / 8, 1 / 4, 1 / 2, 1], rtol=1e-3)
+
+
+def test_predicted_moments_of_tanh_with_tiny_weights_is_linear():
+    # with q tiny, tanh(z) ~ z: Xavier on square layers keeps E[a^2] and the gradient constant
+    forward, backward = testbed.predicted_moments("xavier", "tanh", 3, 20, input_sq=1e-6, n_in=20)
+    np.testing.assert_allclose(forward, 1e-6 / 20, rtol=1e-3)
+    np.testing.assert_allclose(backward, 1.0, rtol=1e-3)
+
+
+def test_predicted_moments_errors():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        testbed.predicted_moments("he", "elu", 3, 4, 1.0)
+    with pytest.raises(ValueError, match="input_sq must be a positive"):
+        testbed.predicted_moments("he", "relu", 3, 4, 0.0)
+
+
+def test_measured_moments_of_a_wide_relu_network_match_the_prediction():
+    from nblib.probe import Probe
+    torch.manual_seed(0)
+    config = Config(depth=4, width=400)
+    model = testbed.DeepMLP(config, n_in=50)
+    x = torch.rand(500, 50)
+    probe = Probe(model, model.probe_layers())
+    with probe.step():
+        model(x).logsumexp(1).mean().backward()
+    h = probe.history()
+    measured = h["act_std"][0] ** 2 + h["act_mean"][0] ** 2
+    forward, backward = testbed.predicted_moments("he", "relu", 4, 400, float((x ** 2).sum(1).mean()), n_in=50)
+    np.testing.assert_allclose(measured, forward, rtol=0.15)
+    grads = h["act_grad_rms"][0] ** 2
+    np.testing.assert_allclose(grads / grads[-1], backward, rtol=0.25)
+
+
+# --- optimiser and clipping -------------------------------------------------------------------
+def test_optimiser_kinds_and_l2_on_linear_weights_only():
+    model = testbed.DeepMLP(Config(depth=2, width=4, batch_norm=True, l2=0.01), n_in=3)
+    for name, cls, momentum in (("sgd", torch.optim.SGD, 0.0), ("momentum", torch.optim.SGD, 0.9),
+                                ("adam", torch.optim.Adam, None)):
+        opt = testbed.make_optimiser(Config(optimiser=name, l2=0.01), model)
+        assert isinstance(opt, cls)
+        if momentum is not None:
+            assert opt.param_groups[0]["momentum"] == momentum
+        decayed, rest = opt.param_groups
+        assert decayed["weight_decay"] == 0.01 and rest["weight_decay"] == 0.0
+        linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+        assert {id(p) for p in decayed["params"]} == linear_weights
+        assert len(rest["params"]) == len(list(model.parameters())) - len(linear_weights)
+
+
+def test_clip_by_norm_follows_the_formula_and_matches_torch():
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(4, requires_grad=True)
+    a.grad, b.grad = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0, 0.0])
+    assert testbed.clip_by_norm([a, b], 1.0) == pytest.approx(5.0)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0, 0.0])) and torch.allclose(b.grad[1], torch.tensor(0.8))
+    assert testbed.clip_by_norm([a, b], 2.0) == pytest.approx(1.0)          # below the threshold: untouched
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0, 0.0]))
+    torch.manual_seed(0)
+    p, q = torch.randn(5, requires_grad=True), torch.randn(5, requires_grad=True)
+    p.grad, q.grad = torch.randn(5), torch.randn(5)
+    p2, q2 = p.detach().clone().requires_grad_(), q.detach().clone().requires_grad_()
+    p2.grad, q2.grad = p.grad.clone(), q.grad.clone()
+    ours = testbed.clip_by_norm([p, q], 0.5)
+    theirs = torch.nn.utils.clip_grad_norm_([p2, q2], 0.5)
+    assert ours == pytest.approx(float(theirs), rel=1e-6)
+    assert torch.allclose(p.grad, p2.grad, atol=1e-6) and torch.allclose(q.grad, q2.grad, atol=1e-6)
+    assert testbed.clip_by_norm([torch.zeros(2, requires_grad=True)], 1.0) == 0.0
+
+
+@pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-1, ValueError), ("1", TypeError)])
+def test_clip_by_norm_refuses_bad_thresholds(bad, error):
+    with pytest.raises(error, match="max_norm must be"):
+        testbed.clip_by_norm([], bad)
+
+
+# --- data, accuracy, training -------------------------------------------------------------------
+def test_prepare_takes_the_first_images_of_each_split():
+    split = lambda n, seed: type("Split", (), {"images": np.random.default_rng(seed).random((n, 4)),  # noqa: E731
+                                               "labels": np.arange(n) % 10})()
+    mnist = type("MNIST", (), {"training": split(30, 0), "validation": split(20, 1)})()
+    data = testbed.prepare(mnist, n_train=10, on=CPU)
+    assert data.x_train.shape == (10, 4) and data.x_val.shape == (20, 4) and data.y_train.dtype == torch.int64
+    with pytest.raises(TypeError, match="mnist must be what nblib.data.load_mnist"):
+        testbed.prepare((1, 2))
+    with pytest.raises(ValueError, match="n_train must be at least 1"):
+        testbed.prepare(mnist, n_train=0, on=CPU)
+
+
+def test_accuracy_of_a_model_whose_answer_is_known():
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 1.0]])
+    assert testbed.accuracy(model, x, torch.tensor([0, 1, 1, 1]), batch=3) == 0.5
+    assert model.training
+
+
+def test_training_returns_plain_numbers_and_is_repeatable():
+    data = small_data()
+    run = testbed.train(SMALL, data, seed=1, probe_every=4)
+    assert isinstance(run, testbed.Run) and not run.diverged
+    assert run.losses.shape == (12,) and run.grad_norms.shape == (12,) and list(run.probe.steps) == [0, 4, 8]
+    assert run.probe["grad_norm"].shape == (3, 3) and run.final["dead"].shape == (3,)
+    assert 0 <= run.accuracy <= 1 and run.clipped == 0.0 and run.seconds > 0
+    again = testbed.train(SMALL, data, seed=1, probe_every=4)
+    np.testing.assert_array_equal(run.losses, again.losses)
+    assert run.accuracy == again.accuracy
+    other = testbed.train(SMALL, data, seed=2, probe_every=4)
+    assert not np.array_equal(run.losses, other.losses)
+    assert run.grad_ratio("start") == pytest.approx(run.probe["grad_norm"][0, 0] / run.probe["grad_norm"][0, -1])
+    assert run.grad_ratio("end", records=2) == pytest.approx(np.mean(run.probe.ratio_first_to_last()[-2:]))
+    with pytest.raises(ValueError, match='when must be "start" or "end"'):
+        run.grad_ratio("middle")
+
+
+def test_training_learns_the_toy_problem():
+    run = testbed.train(Config(depth=2, width=32, steps=300, batch_size=20, optimiser="adam", lr=3e-3),
+                        small_data(n=1000), seed=0)
+    assert run.accuracy > 0.4        # chance is 0.1
+    assert run.losses[-20:].mean() < run.losses[:20].mean()
+
+
+def test_clipping_and_deep_supervision_and_divergence():
+    data = small_data()
+    run = testbed.train(SMALL.but(clip=1e-3, aux_every=1), data, seed=0)
+    assert run.clipped == 1.0
+    exploding = Config(depth=6, width=32, init="normal", optimiser="sgd", lr=1e3, steps=50, batch_size=10)
+    run = testbed.train(exploding, data, seed=0)
+    assert run.diverged and len(run.losses) < 50 and run.final == {}
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (("config", "data", 0), TypeError, "config must be a testbed.Config"),
+    ((SMALL, "data", 0), TypeError, "data must be a testbed.Data"),
+    ((SMALL, None, -1), TypeError, "data must be a testbed.Data"),
+])
+def test_train_errors(args, error, message):
+    with pytest.raises(error, match=message):
+        testbed.train(*args)
+
+
+def test_train_refuses_negative_seeds():
+    with pytest.raises(ValueError, match="seed must be at least 0"):
+        testbed.train(SMALL, small_data(), -1)
+
+
+# --- the runner ---------------------------------------------------------------------------------
+def test_runner_trains_each_config_and_seed_once():
+    data = small_data()
+    runner = testbed.Runner(data, [0, 1], probe_every=5, workers=1)
+    runs = runner.run({"a": SMALL, "b": SMALL.but(activation="tanh")}, progress=False)
+    assert [r.seed for r in runs["a"]] == [0, 1] and runs["b"][0].config.activation == "tanh"
+    again = runner.run({"same as a": SMALL}, progress=False)
+    assert again["same as a"][0] is runs["a"][0] and len(runner.runs) == 4
+    runner.close()
+
+
+def test_runner_gives_the_same_numbers_in_worker_processes():
+    data = small_data()
+    with testbed.Runner(data, [3], workers=2) as runner:
+        parallel = runner.run({"a": SMALL, "b": SMALL.but(init="orthogonal")}, progress=False)
+    torch.set_num_threads(1)
+    alone = testbed.train(SMALL.but(init="orthogonal"), data, 3)
+    np.testing.assert_array_equal(parallel["b"][0].losses, alone.losses)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda d: testbed.Runner("data", [0]), TypeError, "data must be a testbed.Data"),
+    (lambda d: testbed.Runner(d, []), ValueError, "seeds is empty"),
+    (lambda d: testbed.Runner(d, [0], workers=0), ValueError, "workers must be at least 1"),
+    (lambda d: testbed.Runner(d, [0]).run({}), TypeError, "configs must be a non-empty dict"),
+    (lambda d: testbed.Runner(d, [0]).run({"a": 3}), TypeError, r"configs\['a'\] must be a testbed.Config"),
+])
+def test_runner_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call(small_data())
+
+
+# --- summaries and tables -----------------------------------------------------------------------
+def test_summary_numbers_of_known_runs():
+    data = small_data()
+    runs = [testbed.train(SMALL, data, seed=s, probe_every=4) for s in (0, 1)]
+    s = testbed.summarise(runs)
+    np.testing.assert_allclose(s.accuracy, [100 * r.accuracy for r in runs])
+    np.testing.assert_allclose(s.ratio_start, [r.grad_ratio("start") for r in runs])
+    np.testing.assert_allclose(s.dead, [100 * np.mean(r.final["dead"]) for r in runs])
+    assert np.all(np.isnan(s.saturated)) and not s.diverged.any() and s.seconds.shape == (2,)
+    table = testbed.results_table({"small": runs}, caption="c")
+    assert table.rows[0][0] == "small" and table.rows[0][7] == "0/2" and "c" in repr(table)
+    with pytest.raises(TypeError, match="runs must be a non-empty list of testbed.Run"):
+        testbed.summarise([])
+
+
+def test_a_diverged_run_is_summarised_with_nans():
+    exploding = Config(depth=6, width=32, init="normal", optimiser="sgd", lr=1e3, steps=50, batch_size=10)
+    s = testbed.summarise([testbed.train(exploding, small_data(), seed=0)])
+    assert s.diverged.all() and np.isnan(s.ratio_end[0]) and np.isnan(s.dead[0]) and np.isnan(s.eff_rank[0])
+
+
+def test_means_and_number_formatting():
+    assert testbed.geometric_mean([1e-2, 1e2, np.nan, 0.0]) == pytest.approx(1.0)
+    assert np.isnan(testbed.geometric_mean([np.nan]))
+    assert testbed.finite_mean([1.0, np.nan, 3.0]) == 2.0 and np.isnan(testbed.finite_mean([np.nan]))
+    assert testbed.number(3.14159) == "3.14" and testbed.number(1.5e-9) == "1.5e-09"
+    assert testbed.number(123456.0) == "1.2e+05" and testbed.number(np.nan) == "–"
+    assert testbed.number(0.0, 1) == "0.0" and testbed.number(2.345, 1) == "2.3"
+
+
+def test_moments_at_init_shapes_and_errors():
+    x, y = torch.rand(50, 6), torch.randint(0, 10, (50,))
+    f, b = testbed.moments_at_init(Config(depth=3, width=5), x, y, seeds=[0, 1])
+    assert f.shape == (2, 3) and b.shape == (2, 3) and np.all(f > 0) and np.all(b > 0)
+    with pytest.raises(TypeError, match="config must be a testbed.Config"):
+        testbed.moments_at_init("c", x, y, [0])
+    with pytest.raises(ValueError, match="seeds is empty"):
+        testbed.moments_at_init(Config(depth=3, width=5), x, y, [])
+
+
+def test_auxiliary_classifiers_are_scored():
+    run = testbed.train(SMALL.but(depth=4, aux_every=2), small_data(), seed=0)
+    assert len(run.aux_accuracy) == 1 and 0 <= run.aux_accuracy[0] <= 1

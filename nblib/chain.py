@@ -19,10 +19,11 @@ derivative c * sigma'(z) peaks at c / 4.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 
+from .checks import integer, number
 from .networks import Network, check_inputs, sigmoid, sigmoid_prime
 
 Array = np.ndarray
@@ -34,8 +35,9 @@ def random_chains(n: int, depth: int, *, seed: int | np.random.Generator = 0,
     """``n`` chains of ``depth`` neurons with weights N(0, weight_std^2) and biases N(0, bias_std^2):
     arrays ``(weights, biases)`` of shape (n, depth). Weight j feeds neuron j (weight 0 takes the
     input x)."""
-    n, depth = _positive_int(n, "n"), _positive_int(depth, "depth")
-    weight_std, bias_std = _non_negative(weight_std, "weight_std"), _non_negative(bias_std, "bias_std")
+    n, depth = integer(n, "n"), integer(depth, "depth")
+    weight_std = number(weight_std, "weight_std", non_negative=True)
+    bias_std = number(bias_std, "bias_std", non_negative=True)
     rng = np.random.default_rng(seed)
     return weight_std * rng.standard_normal((n, depth)), bias_std * rng.standard_normal((n, depth))
 
@@ -44,7 +46,7 @@ def chain_forward(weights: Array, biases: Array, x: float | Array, *, scale: flo
     """Weighted inputs ``zs`` and activations of every neuron, each of shape (..., depth):
     z_1 = w_1 x + b_1, a_j = scale * sigma(z_j), z_{j+1} = w_{j+1} a_j + b_{j+1}."""
     weights, biases = _chain_arrays(weights, biases)
-    scale = _positive(scale, "scale")
+    scale = number(scale, "scale", positive=True)
     a = _input(x, weights.shape[:-1])
     zs, activations = np.empty_like(weights), np.empty_like(weights)
     for j in range(weights.shape[-1]):
@@ -96,8 +98,8 @@ def exploding_chain(depth: int, *, weight: float = 100.0, x: float = 1.0) -> tup
     """Nielsen's construction: every weight equal to ``weight`` and every bias chosen so that
     every z_j = 0 (b_1 = -weight * x, then b_j = -weight / 2), so each factor w sigma'(0) is
     weight / 4. Returns ``(weights, biases)`` of shape (depth,)."""
-    depth = _positive_int(depth, "depth")
-    weight, x = _finite(weight, "weight"), _finite(x, "x")
+    depth = integer(depth, "depth")
+    weight, x = number(weight, "weight"), number(x, "x")
     weights = np.full(depth, float(weight))
     biases = np.full(depth, -weight * sigmoid(0.0))
     biases[0] = -weight * x
@@ -113,10 +115,10 @@ def logistic_map(x: float | Array, *, r: float = 3.5, steps: int = 1) -> tuple[A
     x = np.asarray(_finite_array(x, "x"), dtype=np.float64)
     if np.any((x < 0) | (x > 1)):
         raise ValueError("x must lie in [0, 1] (the logistic map sends [0, 1] into itself)")
-    r = _finite(r, "r")
+    r = number(r, "r")
     if not 0 <= r <= 4:
         raise ValueError(f"r must lie in [0, 4] so that the map sends [0, 1] into itself, got {r}")
-    steps = _count(steps, "steps")
+    steps = integer(steps, "steps", at_least=0)
     orbit, derivative = np.empty((steps + 1, *x.shape)), np.empty((steps + 1, *x.shape))
     orbit[0], derivative[0] = x, 1.0
     for n in range(steps):
@@ -208,45 +210,6 @@ def _input(x: float | Array, shape: tuple[int, ...]) -> Array:
         return np.broadcast_to(arr, shape).astype(np.float64)
     except ValueError:
         raise ValueError(f"x must be a number or broadcast to the chains' shape {shape}, got shape {arr.shape}") from None
-
-
-def _finite(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _positive(value: float, name: str) -> float:
-    value = _finite(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _non_negative(value: float, name: str) -> float:
-    value = _finite(value, name)
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
-def _count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return int(value)
 
 
 def _check_network(net: Network) -> None:

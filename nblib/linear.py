@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import integer, number
 from .torchutil import device as default_device
 from .training import show_progress
 
@@ -36,24 +36,6 @@ INITIALISATIONS = ("gaussian", "folded", "orthogonal")
 
 
 # --- argument checks ----------------------------------------------------------------------------
-def _count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def _number(value: Any, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} "
-                         f"number, got {value}")
-    return value
-
-
 def check_weights(weights: Any, name: str = "weights") -> Tensor:
     """A floating-point tensor of shape (runs, layers, n, n)."""
     if not isinstance(weights, torch.Tensor):
@@ -87,9 +69,9 @@ def gaussian(runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0
 
     Returns a stack of shape (runs, depth, width, width). The numbers are drawn on the CPU from
     a generator seeded with ``seed``, so they are the same on every device."""
-    runs, depth, width = _count(runs, "runs"), _count(depth, "depth"), _count(width, "width")
-    scale = _number(scale, "scale")
-    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
+    scale = number(scale, "scale", non_negative=True)
+    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
     w = torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64)
     return (w * (scale / width ** 0.5)).to(device or default_device(), dtype)
 
@@ -100,9 +82,9 @@ def orthogonal(runs: int, depth: int, width: int, *, seed: int, scale: float = 1
 
     The Q of the QR decomposition of a Gaussian matrix, with the signs of its columns fixed so
     that R has a positive diagonal (without that fix Q is not uniformly distributed)."""
-    runs, depth, width = _count(runs, "runs"), _count(depth, "depth"), _count(width, "width")
-    scale = _number(scale, "scale")
-    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
+    scale = number(scale, "scale", non_negative=True)
+    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
     q, r = torch.linalg.qr(torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
     return (scale * q).to(device or default_device(), dtype)
@@ -116,7 +98,7 @@ def fold(weights: Tensor, times: int = 1) -> Tensor:
     repeats this on the first half, leaving at most n / 2**times independent columns. Returns a
     new tensor; the input is left as it is. (``times=0`` returns an unchanged copy.)"""
     weights = check_weights(weights)
-    times = _count(times, "times", 0)
+    times = integer(times, "times", 0)
     n = weights.shape[-1]
     if n % (2 ** times):
         raise ValueError(f"folding {times} times needs a width divisible by {2 ** times}, got {n}")
@@ -237,7 +219,7 @@ class LinearHistory:
             raise ValueError(f"groups must add up to the {self.loss.shape[0]} runs, got {groups}")
         out, start = {}, 0
         for name, size in groups.items():
-            part = slice(start, start + _count(size, f"groups[{name!r}]"))
+            part = slice(start, start + integer(size, f"groups[{name!r}]"))
             out[name] = LinearHistory(self.settings, self.steps, self.loss[part], self.grad_norms[part],
                                       self.singular_values[part], self.seconds)
             start += size
@@ -256,10 +238,10 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size:
     is recorded as such and left to itself; the others are unaffected."""
     weights = check_weights(weights)
     target = _check_target(target, weights)
-    steps, batch_size = _count(steps, "steps"), _count(batch_size, "batch_size")
-    record_every, lr = _count(record_every, "record_every"), _number(lr, "lr", positive=True)
+    steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
+    record_every, lr = integer(record_every, "record_every"), number(lr, "lr", positive=True)
     n = weights.shape[-1]
-    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
     records: list[tuple[int, Tensor, Tensor, Tensor]] = []
 
     def record(step: int) -> None:

@@ -10,10 +10,12 @@ layer ``l + 1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Sequence
 
 import numpy as np
+
+from .checks import integer, number
 
 Array = np.ndarray
 
@@ -131,7 +133,7 @@ class Network:
 
     def apply_gradients(self, grads: Gradients, eta: float, lmbda: float, n: int) -> None:
         """Step along mean-cost gradients ``grads`` with network2's L2 weight decay (biases are not decayed)."""
-        eta, lmbda, n = check_rate(eta, "eta"), check_rate(lmbda, "lmbda"), check_count(n, "n")
+        eta, lmbda, n = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True), integer(n, "n")
         decay = 1.0 - eta * lmbda / n
         for l, (gw, gb) in enumerate(zip(grads.weights, grads.biases)):
             self.weights[l] = (decay * self.weights[l] - eta * gw).astype(self.dtype, copy=False)
@@ -146,7 +148,7 @@ class Network:
             terms = -y * np.log(a) - (1 - y) * np.log(1 - a)
         cross_entropy = float(np.nan_to_num(terms).sum(axis=1).mean())
         if lmbda:
-            n = check_count(len(a) if n is None else n, "n")
+            n = integer(len(a) if n is None else n, "n")
             cross_entropy += 0.5 * lmbda / n * sum(float((w.astype(np.float64) ** 2).sum()) for w in self.weights)
         return cross_entropy
 
@@ -237,22 +239,3 @@ def check_inputs(x: Array, width: int, dtype: np.dtype) -> Array:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"inputs contain NaN or infinity (or numbers too large for {np.dtype(dtype).name})")
     return arr
-
-
-def check_rate(value: float, name: str) -> float:
-    """A finite, non-negative real number (a learning rate or a regularisation strength)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and non-negative, got {value}")
-    return value
-
-
-def check_count(value: int, name: str) -> int:
-    """A positive integer (a number of examples, epochs, a batch size)."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .linear import _count, _number, check_weights, gaussian, orthogonal
+from .checks import integer, number
+from .linear import check_weights, gaussian, orthogonal
 
 Tensor = torch.Tensor
 NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -115,7 +116,7 @@ def jacobians(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh", biases:
     weights = check_weights(weights)
     _check_nonlinearity(nonlinearity)
     runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
-    at = (depth,) if at is None else tuple(_count(a, "at", 1) for a in at)
+    at = (depth,) if at is None else tuple(integer(a, "at", 1) for a in at)
     if any(a > depth for a in at):
         raise ValueError(f"at must list depths between 1 and {depth}, got {at}")
     hidden = representations(weights, x, nonlinearity=nonlinearity, biases=biases)
@@ -161,9 +162,10 @@ def warp(points: np.ndarray, depth: int, *, hidden: int = 200, weight_scale: flo
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.all(np.isfinite(pts)):
         raise ValueError(f"points must be a finite array of shape (N, 2), got shape {pts.shape}")
-    depth, hidden = _count(depth, "depth"), _count(hidden, "hidden")
-    weight_scale, bias_scale = _number(weight_scale, "weight_scale"), _number(bias_scale, "bias_scale")
-    g = torch.Generator().manual_seed(_count(seed, "seed", 0))
+    depth, hidden = integer(depth, "depth"), integer(hidden, "hidden")
+    weight_scale = number(weight_scale, "weight_scale", non_negative=True)
+    bias_scale = number(bias_scale, "bias_scale", non_negative=True)
+    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
     x = torch.as_tensor(pts)
     jac = torch.eye(2, dtype=x.dtype).expand(len(x), 2, 2)
     out, ratios = [pts.copy()], [np.ones(len(pts))]

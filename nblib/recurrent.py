@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import integer, number
 from .torchutil import device
 from .training import show_progress
 
@@ -40,7 +41,7 @@ def adding_problem(n: int, length: int, generator: torch.Generator | None = None
                    on: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` sequences of the adding problem: inputs (n, length, 2) of (value, marker) pairs and
     targets (n,), the sum of the two marked values."""
-    n, length = _check_int(n, "n", 1), _check_int(length, "length", 2)
+    n, length = integer(n, "n", 1), integer(length, "length", 2)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     values = torch.rand(n, length, generator=generator)
@@ -65,7 +66,7 @@ class Recurrent(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
-        _check_int(hidden, "hidden", 1)
+        integer(hidden, "hidden", 1)
         self.kind = kind
         cell = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
         self.rnn = cell(2, hidden, batch_first=True)
@@ -100,12 +101,12 @@ class RecurrentConfig:
             raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {self.kind!r}")
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {', '.join(map(repr, OPTIMISERS))}, got {self.optimiser!r}")
-        _check_int(self.length, "length", 2)
+        integer(self.length, "length", 2)
         for name in ("hidden", "steps", "batch"):
-            _check_int(getattr(self, name), name, 1)
-        _check_positive(self.lr, "lr")
+            integer(getattr(self, name), name, 1)
+        number(self.lr, "lr", positive=True)
         if self.clip is not None:
-            _check_positive(self.clip, "clip")
+            number(self.clip, "clip", positive=True)
 
     def but(self, **changes: Any) -> "RecurrentConfig":
         """A copy with some fields changed."""
@@ -154,7 +155,7 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
     weights and every sequence; the test set is the same for every seed and network."""
     if not isinstance(config, RecurrentConfig):
         raise TypeError(f"config must be a RecurrentConfig, got {type(config).__name__}")
-    _check_int(seed, "seed", 0)
+    integer(seed, "seed", 0)
     start = time.perf_counter()
     on = device() if on is None else on
     x_test, y_test = adding_problem(2000, config.length, torch.Generator().manual_seed(10**6), on)
@@ -205,13 +206,13 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
         seeds_of = seeds
     else:
         seeds_of = {name: seeds for name in configs}
-    seeds_of = {name: [_check_int(s, "seeds", 0) for s in ss] for name, ss in seeds_of.items()}
+    seeds_of = {name: [integer(s, "seeds", 0) for s in ss] for name, ss in seeds_of.items()}
     if not all(seeds_of.values()):
         raise ValueError("seeds is empty: give at least one seed, e.g. [0, 1, 2]")
     on_cpu = device().type == "cpu"
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
-    workers = _check_int(workers, "workers", 1) if on_cpu else 1
+    workers = integer(workers, "workers", 1) if on_cpu else 1
     jobs = [(name, c, s) for name, c in configs.items() for s in seeds_of[name]]
     # the longest runs first, so that no worker is left with a long one at the end
     jobs.sort(key=lambda j: -j[1].length * j[1].steps * (2 if j[1].kind == "gru" else 1))
@@ -233,17 +234,3 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
     return {name: [results[(name, s)] for s in seeds_of[name]] for name in configs}
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}")
-    return int(value)
-
-
-def _check_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import integer, number
 from .networks import check_sizes
 from .torchutil import device as default_device
 from .training import show_progress
@@ -90,15 +91,11 @@ class StackedMLP:
         for scheme in inits:
             if scheme not in INITS:
                 raise ValueError(f"every init must be one of {INITS}, got {scheme!r}")
-        for seed in seeds:
-            if isinstance(seed, bool) or not isinstance(seed, (Integral, np.integer)):
-                raise TypeError(f"every seed must be an integer, got {seed!r}")
-        for scale in scales:
-            if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale < math.inf:
-                raise ValueError(f"every scale must be a positive number, got {scale!r}")
+        seeds = [integer(seed, "every seed", at_least=0) for seed in seeds]
+        scales = [number(scale, "every scale", positive=True) for scale in scales]
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        self.inits, self.seeds, self.scales = list(inits), [int(s) for s in seeds], [float(s) for s in scales]
+        self.inits, self.seeds, self.scales = list(inits), seeds, scales
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype
         self.weights: list[torch.Tensor] = []
@@ -190,7 +187,7 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     epoch, seeded by its seed), with learning rate ``eta[s]`` and momentum ``momentum[s]``
     (a single number applies to all). Every ``record_every`` updates (and before the first and
     after the last) the :func:`probe` statistics on ``probe_data`` are recorded."""
-    steps, batch_size = _count(steps, "steps"), _count(batch_size, "batch_size")
+    steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
     x = _images(images, stack.sizes[0])
     y = _class_labels(labels, len(x), stack.sizes[-1])
     etas = _per_network(eta, "eta", len(stack))
@@ -201,8 +198,7 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
         px = _images(probe_data[0], stack.sizes[0])
         py = _class_labels(probe_data[1], len(px), stack.sizes[-1])
         px, py = torch.as_tensor(px, device=stack.device, dtype=stack.dtype), torch.as_tensor(py, device=stack.device)
-    if isinstance(record_every, bool) or not isinstance(record_every, Integral) or record_every < 0:
-        raise ValueError(f"record_every must be a non-negative integer, got {record_every!r}")
+    record_every = integer(record_every, "record_every", at_least=0)
     if record_every and probe_data is None:
         raise ValueError("record_every needs probe_data: the inputs and labels to measure on")
 
@@ -262,20 +258,7 @@ def _per_network(value: float | Sequence[float], name: str, n: int) -> list[floa
     values = [value] * n if isinstance(value, Real) and not isinstance(value, bool) else value
     if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)) or len(values) != n:
         raise TypeError(f"{name} must be a number or a list of {n} numbers (one per network), got {value!r}")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (Real, np.floating)) or not 0 <= v < math.inf:
-            raise ValueError(f"every {name} must be a finite non-negative number, got {v!r}")
-        out.append(float(v))
-    return out
-
-
-def _count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
+    return [number(v, f"every {name}", non_negative=True) for v in values]
 
 
 def _images(x: np.ndarray, width: int) -> np.ndarray:

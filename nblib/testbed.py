@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import checks
 from .plots import Table, mean_sd
 from .probe import Probe, ProbeHistory
 from .torchutil import as_tensors
@@ -64,8 +65,8 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "steps", "batch_size"):
-            _check_int(getattr(self, name), name, 1)
-        _check_int(self.aux_every, "aux_every", 0)
+            checks.integer(getattr(self, name), name, 1)
+        checks.integer(self.aux_every, "aux_every", 0)
         for name, allowed in (("activation", ACTIVATIONS), ("init", INITS), ("optimiser", OPTIMISERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
@@ -73,11 +74,11 @@ class Config:
         for name in ("batch_norm", "residual"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        _check_number(self.lr, "lr", positive=True)
-        _check_number(self.l2, "l2")
-        _check_number(self.aux_weight, "aux_weight")
+        checks.number(self.lr, "lr", positive=True)
+        checks.number(self.l2, "l2", non_negative=True)
+        checks.number(self.aux_weight, "aux_weight", non_negative=True)
         if self.clip is not None:
-            _check_number(self.clip, "clip", positive=True)
+            checks.number(self.clip, "clip", positive=True)
 
     def but(self, **changes: Any) -> "Config":
         """A copy with some fields changed: ``base.but(activation="tanh")``."""
@@ -180,8 +181,8 @@ def weight_variance(scheme: str, fan_in: int, fan_out: int, activation: str = "r
     orthogonal matrix times its gain, gain^2 / fan_in)."""
     if scheme not in INITS:
         raise ValueError(f"scheme must be one of {', '.join(map(repr, INITS))}, got {scheme!r}")
-    _check_int(fan_in, "fan_in", 1)
-    _check_int(fan_out, "fan_out", 1)
+    checks.integer(fan_in, "fan_in", 1)
+    checks.integer(fan_out, "fan_out", 1)
     return {"normal": 1.0, "xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in,
             "orthogonal": (2.0 if "relu" in activation else 1.0) / max(fan_in, fan_out)}[scheme]
 
@@ -197,9 +198,9 @@ def predicted_moments(scheme: str, activation: str, depth: int, width: int, inpu
     E[g_l^2] / E[g_depth^2], from g_l = W^T (phi'(z_{l+1}) * g_{l+1}), i.e.
     E[g_l^2] = width * Var(w) * E[phi'(z_{l+1})^2] * E[g_{l+1}^2]. The Gaussian averages are
     taken on a fine grid."""
-    _check_int(depth, "depth", 1)
-    _check_int(width, "width", 1)
-    _check_number(input_sq, "input_sq", positive=True)
+    checks.integer(depth, "depth", 1)
+    checks.integer(width, "width", 1)
+    checks.number(input_sq, "input_sq", positive=True)
     phi, slope = _NUMPY_ACTIVATIONS[activation] if activation in _NUMPY_ACTIVATIONS else (None, None)
     if phi is None:
         raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
@@ -227,7 +228,7 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Seq
     Returns two arrays of shape (seeds, depth)."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
-    seeds = [_check_int(s, "seeds", 0) for s in seeds]
+    seeds = [checks.integer(s, "seeds", 0) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     forward, backward = [], []
@@ -270,7 +271,7 @@ def make_optimiser(config: Config, model: nn.Module) -> torch.optim.Optimizer:
 def clip_by_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
     """Gradient clipping by norm: g <- g * min(1, max_norm / ||g||), with ||g|| the length of all
     the gradients together. Returns ||g|| before clipping."""
-    _check_number(max_norm, "max_norm", positive=True)
+    checks.number(max_norm, "max_norm", positive=True)
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
@@ -299,8 +300,8 @@ def prepare(mnist: Any, n_train: int | None = None, n_val: int | None = None,
         raise TypeError(f"mnist must be what nblib.data.load_mnist() returns, got {type(mnist).__name__}")
     x, y = as_tensors(mnist.training, on)
     xv, yv = as_tensors(mnist.validation, on)
-    n_train = len(x) if n_train is None else _check_int(n_train, "n_train", 1)
-    n_val = len(xv) if n_val is None else _check_int(n_val, "n_val", 1)
+    n_train = len(x) if n_train is None else checks.integer(n_train, "n_train", 1)
+    n_val = len(xv) if n_val is None else checks.integer(n_val, "n_val", 1)
     return Data(x[:n_train], y[:n_train], xv[:n_val], yv[:n_val])
 
 
@@ -355,7 +356,7 @@ def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Ru
         raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
     if not isinstance(data, Data):
         raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
-    _check_int(seed, "seed", 0)
+    checks.integer(seed, "seed", 0)
     start = time.perf_counter()
     on = data.x_train.device
     torch.manual_seed(seed)
@@ -499,14 +500,14 @@ class Runner:
                  workers: int | None = None) -> None:
         if not isinstance(data, Data):
             raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
-        self.seeds = [_check_int(s, "seeds", 0) for s in seeds]
+        self.seeds = [checks.integer(s, "seeds", 0) for s in seeds]
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. [0, 1, 2]")
-        self.data, self.probe_every = data, _check_int(probe_every, "probe_every", 1)
+        self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
         on_cpu = data.x_train.device.type == "cpu"
         if workers is None:
             workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
-        self.workers = _check_int(workers, "workers", 1) if on_cpu else 1
+        self.workers = checks.integer(workers, "workers", 1) if on_cpu else 1
         self.runs: dict[tuple[Config, int], Run] = {}
         self._pool = None
 
@@ -569,18 +570,3 @@ def _train_in_worker(config: Config, seed: int, probe_every: int) -> Run:
     return train(config, _WORKER_DATA, seed, probe_every=probe_every)
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}")
-    return int(value)
-
-
-def _check_number(value: Any, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
-                         f"got {value!r}")
-    return float(value)

@@ -17,9 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernels
+from .checks import integer, number
 from .data import as_pair
 from .metrics import learning_speeds
-from .networks import Network, check_count, check_inputs, check_rate
+from .networks import Network, check_inputs
 
 Array = np.ndarray
 Pair = tuple[Array, Array]
@@ -63,8 +64,8 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed).
     """
     x, labels = _pair(training, "training", net)
-    epochs, m = check_count(epochs, "epochs"), check_count(mini_batch_size, "mini_batch_size")
-    eta, lmbda = check_rate(eta, "eta"), check_rate(lmbda, "lmbda")
+    epochs, m = integer(epochs, "epochs"), integer(mini_batch_size, "mini_batch_size")
+    eta, lmbda = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True)
     n = len(x)
     _check_decay(eta, lmbda, n)
     evaluation = None if evaluation is None else _pair(evaluation, "evaluation", net)
@@ -105,7 +106,8 @@ def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: fl
     the hidden layers' learning speeds before every step and after the last, and the cost
     (with its L2 term) after every step."""
     x, labels = _pair(training, "training", net)
-    epochs, eta, lmbda = check_count(epochs, "epochs"), check_rate(eta, "eta"), check_rate(lmbda, "lmbda")
+    epochs = integer(epochs, "epochs")
+    eta, lmbda = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True)
     n = len(x)
     _check_decay(eta, lmbda, n)
     history = History(net.sizes, dict(epochs=epochs, eta=eta, lmbda=lmbda, n=n, dtype=net.dtype.name))
@@ -130,7 +132,7 @@ def run_parallel(job: Callable[..., Any], arguments: Sequence[Any], *, workers: 
     if not callable(job):
         raise TypeError(f"job must be a function, got {job!r}")
     arguments = list(arguments)
-    workers = (os.cpu_count() or 1) if workers is None else check_count(workers, "workers")
+    workers = (os.cpu_count() or 1) if workers is None else integer(workers, "workers")
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(arguments), desc=desc, disable=not show_progress(progress)) as bar:
         futures = [pool.submit(job, a) for a in arguments]

@@ -43,3 +43,14 @@ def blobs() -> tuple[Pair, Pair]:
         return centres + rng.standard_normal((n, 2)), labels
 
     return draw(200), draw(200)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch tests on one thread (small layers run fastest that way, as in the
+    chapters), and restore the thread count afterwards."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -180,11 +180,11 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
 # --- argument checks ----------------------------------------------------------------------------
 @pytest.mark.parametrize("call, error, message", [
     (lambda: linear.gaussian(0, 2, 4, seed=0), ValueError, "runs must be at least 1"),
-    (lambda: linear.gaussian(1, 2.5, 4, seed=0), TypeError, "depth must be an integer"),
-    (lambda: linear.gaussian(1, 2, True, seed=0), TypeError, "width must be an integer"),
+    (lambda: linear.gaussian(1, 2.5, 4, seed=0), TypeError, "depth must be a positive integer"),
+    (lambda: linear.gaussian(1, 2, True, seed=0), TypeError, "width must be a positive integer"),
     (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError, "seed must be at least 0"),
     (lambda: linear.gaussian(1, 2, 4, seed=0, scale=-1), ValueError, "scale must be a finite non-negative"),
-    (lambda: linear.gaussian(1, 2, 4, seed=0, scale="1"), TypeError, "scale must be a real number"),
+    (lambda: linear.gaussian(1, 2, 4, seed=0, scale="1"), TypeError, "scale must be a finite non-negative number"),
     (lambda: linear.orthogonal(1, 2, 4, seed=0, scale=float("nan")), ValueError, "scale must be a finite"),
     (lambda: linear.fold(np.zeros((1, 1, 4, 4))), TypeError, "weights must be a torch tensor"),
     (lambda: linear.fold(torch.zeros(1, 4, 4)), ValueError, "weights must have shape \\(runs, layers, n, n\\)"),
@@ -203,7 +203,7 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=0, lr=0.1), ValueError, "steps must be at least 1"),
     (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0), ValueError, "lr must be a finite positive"),
     (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, batch_size=0), ValueError, "batch_size must be at least 1"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5), TypeError, "record_every must be an integer"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5), TypeError, "record_every must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):

@@ -322,12 +322,12 @@ def test_bad_labels_are_refused(method, labels, error, message):
 
 
 @pytest.mark.parametrize("eta, lmbda, n, error, message", [
-    (-0.1, 0.0, 10, ValueError, r"eta must be finite and non-negative, got -0.1"),
-    (np.nan, 0.0, 10, ValueError, r"eta must be finite and non-negative, got nan"),
-    (np.inf, 0.0, 10, ValueError, r"eta must be finite and non-negative, got inf"),
-    ("0.1", 0.0, 10, TypeError, r"eta must be a real number, got '0.1'"),
-    (None, 0.0, 10, TypeError, r"eta must be a real number, got None"),
-    (0.1, -1.0, 10, ValueError, r"lmbda must be finite and non-negative, got -1.0"),
+    (-0.1, 0.0, 10, ValueError, r"eta must be a finite non-negative number, got -0.1"),
+    (np.nan, 0.0, 10, ValueError, r"eta must be a finite non-negative number, got nan"),
+    (np.inf, 0.0, 10, ValueError, r"eta must be a finite non-negative number, got inf"),
+    ("0.1", 0.0, 10, TypeError, r"eta must be a finite non-negative number, got '0.1'"),
+    (None, 0.0, 10, TypeError, r"eta must be a finite non-negative number, got None"),
+    (0.1, -1.0, 10, ValueError, r"lmbda must be a finite non-negative number, got -1.0"),
     (0.1, 1.0, 0, ValueError, r"n must be at least 1, got 0"),
     (0.1, 1.0, 10.0, TypeError, r"n must be a positive integer, got 10.0"),
 ])

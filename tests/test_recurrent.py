@@ -8,14 +8,7 @@ from nblib import recurrent  # noqa: E402
 from nblib.recurrent import RecurrentConfig  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_adding_problem_marks_one_step_in_each_half_and_targets_their_sum():
@@ -114,8 +107,8 @@ def test_input_gradients_refuses_non_models():
     ({"kind": "elman"}, ValueError, "kind must be one of"),
     ({"length": 1}, ValueError, "length must be at least 2"),
     ({"steps": 0}, ValueError, "steps must be at least 1"),
-    ({"lr": -1.0}, ValueError, "lr must be a positive finite number"),
-    ({"clip": "1"}, TypeError, "clip must be a number"),
+    ({"lr": -1.0}, ValueError, "lr must be a finite positive number"),
+    ({"clip": "1"}, TypeError, "clip must be a finite positive number"),
     ({"optimiser": "rmsprop"}, ValueError, "optimiser must be one of 'adam', 'sgd'"),
 ])
 def test_config_errors(changes, error, message):

@@ -140,8 +140,8 @@ def test_probe_on_a_network_with_zero_weights():
     (dict(sizes=[3, 2, 2], inits="standard", seeds=[0]), TypeError, "inits must be a non-empty list"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0, 1]), ValueError, "one entry per network"),
     (dict(sizes=[3, 2, 2], inits=["xavier"], seeds=[0]), ValueError, "every init must be one of"),
-    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0.5]), TypeError, "every seed must be an integer"),
-    (dict(sizes=[3, 2, 2], inits=["gaussian"], seeds=[0], scales=[-1]), ValueError, "every scale must be a positive"),
+    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0.5]), TypeError, "every seed must be a non-negative integer"),
+    (dict(sizes=[3, 2, 2], inits=["gaussian"], seeds=[0], scales=[-1]), ValueError, "every scale must be a finite positive number"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0], dtype=torch.int32), TypeError, "dtype must be"),
 ])
 def test_bad_networks_are_refused(kwargs, error, message):

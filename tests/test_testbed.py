@@ -10,15 +10,7 @@ from nblib import testbed  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small layers run fastest on one thread (as in the chapter); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_data(n=200, features=20, seed=0) -> testbed.Data:
@@ -35,17 +27,17 @@ SMALL = Config(depth=3, width=8, steps=12, batch_size=10)
 # --- configuration ----------------------------------------------------------------------------
 @pytest.mark.parametrize("changes, error, message", [
     ({"depth": 0}, ValueError, "depth must be at least 1"),
-    ({"width": 2.5}, TypeError, "width must be an integer"),
-    ({"steps": True}, TypeError, "steps must be an integer"),
+    ({"width": 2.5}, TypeError, "width must be a positive integer"),
+    ({"steps": True}, TypeError, "steps must be a positive integer"),
     ({"aux_every": -1}, ValueError, "aux_every must be at least 0"),
     ({"activation": "swish"}, ValueError, "activation must be one of 'sigmoid', 'tanh', 'relu', 'leaky_relu'"),
     ({"init": "lecun"}, ValueError, "init must be one of 'normal', 'xavier', 'he', 'orthogonal'"),
     ({"optimiser": "rmsprop"}, ValueError, "optimiser must be one of 'sgd', 'momentum', 'adam'"),
     ({"batch_norm": 1}, TypeError, "batch_norm must be True or False"),
-    ({"lr": 0}, ValueError, "lr must be a positive finite number"),
-    ({"lr": "0.1"}, TypeError, "lr must be a number"),
-    ({"l2": -1.0}, ValueError, "l2 must be a non-negative finite number"),
-    ({"clip": float("inf")}, ValueError, "clip must be a positive finite number"),
+    ({"lr": 0}, ValueError, "lr must be a finite positive number"),
+    ({"lr": "0.1"}, TypeError, "lr must be a finite positive number"),
+    ({"l2": -1.0}, ValueError, "l2 must be a finite non-negative number"),
+    ({"clip": float("inf")}, ValueError, "clip must be a finite positive number"),
 ])
 def test_config_refuses_bad_values(changes, error, message):
     with pytest.raises(error, match=message):
@@ -154,7 +146,7 @@ def test_predicted_moments_of_tanh_with_tiny_weights_is_linear():
 def test_predicted_moments_errors():
     with pytest.raises(ValueError, match="activation must be one of"):
         testbed.predicted_moments("he", "elu", 3, 4, 1.0)
-    with pytest.raises(ValueError, match="input_sq must be a positive"):
+    with pytest.raises(ValueError, match="input_sq must be a finite positive number"):
         testbed.predicted_moments("he", "relu", 3, 4, 0.0)
 
 

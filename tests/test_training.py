@@ -217,11 +217,11 @@ def test_run_parallel_refuses_bad_arguments(job, workers, error, message):
 
 # --- bad arguments to sgd and gradient_descent --------------------------------------------------
 @pytest.mark.parametrize("change, error, message", [
-    (dict(eta=-0.1), ValueError, r"eta must be finite and non-negative, got -0.1"),
-    (dict(eta=float("nan")), ValueError, r"eta must be finite and non-negative, got nan"),
-    (dict(eta=float("inf")), ValueError, r"eta must be finite and non-negative, got inf"),
-    (dict(eta="0.1"), TypeError, r"eta must be a real number, got '0.1'"),
-    (dict(lmbda=-1.0), ValueError, r"lmbda must be finite and non-negative, got -1.0"),
+    (dict(eta=-0.1), ValueError, r"eta must be a finite non-negative number, got -0.1"),
+    (dict(eta=float("nan")), ValueError, r"eta must be a finite non-negative number, got nan"),
+    (dict(eta=float("inf")), ValueError, r"eta must be a finite non-negative number, got inf"),
+    (dict(eta="0.1"), TypeError, r"eta must be a finite non-negative number, got '0.1'"),
+    (dict(lmbda=-1.0), ValueError, r"lmbda must be a finite non-negative number, got -1.0"),
     (dict(epochs=0), ValueError, r"epochs must be at least 1, got 0"),
     (dict(epochs=2.0), TypeError, r"epochs must be a positive integer, got 2.0"),
     (dict(mini_batch_size=0), ValueError, r"mini_batch_size must be at least 1, got 0"),
@@ -270,8 +270,8 @@ def test_training_refuses_bad_data(method, training, error, message, small):
 
 @pytest.mark.parametrize("change, error, message", [
     (dict(epochs=0), ValueError, r"epochs must be at least 1"),
-    (dict(eta=-1.0), ValueError, r"eta must be finite and non-negative"),
-    (dict(lmbda=float("inf")), ValueError, r"lmbda must be finite and non-negative, got inf"),
+    (dict(eta=-1.0), ValueError, r"eta must be a finite non-negative number"),
+    (dict(lmbda=float("inf")), ValueError, r"lmbda must be a finite non-negative number, got inf"),
     (dict(eta=2.0, lmbda=20.0), ValueError, r"eta \* lmbda / n = 1.08\d* must be below 1"),
 ])
 def test_gradient_descent_refuses_bad_settings(change, error, message, small):

@@ -97,7 +97,7 @@ browser-setup:
 browser: setup browser-setup
 	NBLIB_BOOK_HTML=$(CURDIR)/_build/html NBLIB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
-test: unit nbval nbcheck book-noexec browser
+test: data unit nbval nbcheck book-noexec browser
 	@echo "make test: all passed"
 
 # --- reading and running locally -----------------------------------------------------------

@@ -1,12 +1,32 @@
 """nblib: the small library behind "Why Deep Networks Are Hard to Train".
 
-One idea per module, and data flows one way:
+One idea per module, and data flows one way (data -> networks -> training/metrics -> plots).
 
-- ``nblib.data``      loading MNIST (Nielsen's 50k/10k/10k split), offline-friendly
-- ``nblib.networks``  Nielsen's ``network2`` sigmoid network, vectorised
-- ``nblib.training``  mini-batch SGD and full-batch GD that return their history as plain data
-- ``nblib.metrics``   learning speed per layer (chapter 1) and other measurements
-- ``nblib.plots``     figures drawn from that plain data
+Used by every chapter (numpy only):
+
+- ``nblib.data``         loading MNIST (Nielsen's 50k/10k/10k split), offline-friendly
+- ``nblib.networks``     Nielsen's ``network2`` sigmoid network, vectorised
+- ``nblib.kernels``      one epoch of network2's SGD compiled with numba (optional)
+- ``nblib.training``     mini-batch SGD and full-batch GD that return their history as plain data
+- ``nblib.metrics``      learning speed per layer (chapter 1) and other measurements
+- ``nblib.plots``        figures and tables drawn from that plain data; ``glue`` for the prose
+- ``nblib.checks``       the argument checks every module shares
+- ``nblib.chain``        gradients as products of per-layer factors (chapter 2)
+- ``nblib.degeneracy``   singular-value measures of degeneracy (chapter 3)
+- ``nblib.interactive``  slider figures: live widgets in Jupyter, pre-rendered in the HTML book
+- ``nblib.exercises``    checkers that give readers feedback on their answers
+
+Chapters 2 to 5 (these modules import torch):
+
+- ``nblib.torchutil``    the device (a GPU when present), seeding, MNIST as tensors
+- ``nblib.stacked``      many small sigmoid networks trained side by side (chapter 2)
+- ``nblib.linear``       deep linear and residual networks, folded/orthogonal inits (chapter 3)
+- ``nblib.random_nets``  random deep nonlinear networks at initialisation (chapter 3)
+- ``nblib.probe``        a gradient-health probe for any ``torch.nn.Module`` (chapter 4)
+- ``nblib.testbed``      one deep MLP on MNIST with every remedy switchable (chapter 4)
+- ``nblib.recurrent``    RNN, LSTM and GRU on the adding problem (chapter 5)
+
+``nblib.sphinx_offline`` is the book's Sphinx extension (offline MathJax), not used by chapters.
 
 Importing nblib never imports torch: chapters that need torch import it themselves.
 """

@@ -17,7 +17,8 @@ probe measures for every layer:
 - ``eff_rank``        the effective rank (``nblib.degeneracy.effective_rank``) of the activation
   matrix, examples by units, with each unit's mean over the batch removed: how many directions
   the examples' activations really spread along (a common offset carries no information about
-  the input, so it does not count)
+  the input, so it does not count); on at most ``rank_rows`` rows, evenly spaced over the batch
+  (a conv layer has one row per example and position)
 
 Use it by wrapping each training step::
 
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import integer
 from .degeneracy import effective_rank
 
 Array = np.ndarray
@@ -96,13 +98,11 @@ class Probe:
                  *, every: int = 1, saturation: float = 0.1, rank_rows: int = 2048) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer (record every n-th step), got {every!r}")
+        every = integer(every, "every")
         if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) or not 0 < saturation < 1:
             raise ValueError(f"saturation must be a number between 0 and 1 (a fraction of the largest "
                              f"slope), got {saturation!r}")
-        if isinstance(rank_rows, bool) or not isinstance(rank_rows, int) or rank_rows < 1:
-            raise ValueError(f"rank_rows must be a positive integer, got {rank_rows!r}")
+        rank_rows = integer(rank_rows, "rank_rows")
         self.model, self.every, self.saturation, self.rank_rows = model, every, float(saturation), rank_rows
         self.names, self.pairs = _layers(model, layers)
         self.count = 0          # training steps seen so far
@@ -137,15 +137,20 @@ class Probe:
     def measure(self, inputs: torch.Tensor) -> dict[str, Array]:
         """Activation statistics of one forward pass of ``inputs`` (no gradients, nothing
         recorded): a dict from each of ``act_mean, act_std, saturated, dead, eff_rank`` to one
-        value per layer."""
+        value per layer. The pass runs in evaluation mode, so it sees the network as it is used
+        for predictions and leaves it unchanged (batch normalisation's running statistics
+        included); the model's mode is restored afterwards."""
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
         acts: list[list[torch.Tensor]] = [[] for _ in self.pairs]
         handles = self._attach(None, acts, None)
+        was_training = self.model.training
+        self.model.eval()
         try:
             with torch.no_grad():
                 self.model(inputs)
         finally:
+            self.model.train(was_training)
             for h in handles:
                 h.remove()
         stats = [self._activation_stats(a, act) for (_, act), a in zip(self.pairs, acts)]
@@ -202,7 +207,11 @@ class Probe:
             stats["saturated"] = float((1 - a * a < self.saturation).double().mean())
         elif isinstance(module, RECTIFYING):
             stats["dead"] = float((a <= 0).all(dim=0).double().mean())
-        rows = a[: self.rank_rows]
+        if len(a) > self.rank_rows:     # evenly spaced rows: for a conv layer, rows of many examples
+            a_rows = torch.linspace(0, len(a) - 1, self.rank_rows, device=a.device).round().long()
+            rows = a[a_rows]
+        else:
+            rows = a
         if torch.isfinite(rows).all():
             centred = rows - rows.mean(dim=0)
             if centred.shape[0] > centred.shape[1]:      # R of centred = QR has the same singular values,
@@ -320,8 +329,7 @@ def plot_history(history: ProbeHistory, metrics: Sequence[str] = ("grad_norm", "
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ValueError(f"smooth must be a positive integer, got {smooth!r}")
+    smooth = integer(smooth, "smooth")
     if len(history.steps) == 0:
         raise ValueError("history is empty: the probe recorded no step")
     if axes is None:

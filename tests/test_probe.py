@@ -237,10 +237,10 @@ class TupleAct(nn.Module):
     ("not a model", {}, TypeError, "model must be a torch.nn.Module"),
     (FunctionalNet(), {}, ValueError, "found no layer to probe in FunctionalNet.*torch.relu cannot be hooked"),
     (nn.Sequential(nn.ReLU(), nn.Tanh()), {}, ValueError, "found no layer to probe"),
-    (known_relu_model(), {"every": 0}, ValueError, "every must be a positive integer"),
-    (known_relu_model(), {"every": 1.5}, ValueError, "every must be a positive integer"),
+    (known_relu_model(), {"every": 0}, ValueError, "every must be at least 1"),
+    (known_relu_model(), {"every": 1.5}, TypeError, "every must be a positive integer"),
     (known_relu_model(), {"saturation": 1.0}, ValueError, "saturation must be a number between 0 and 1"),
-    (known_relu_model(), {"rank_rows": 0}, ValueError, "rank_rows must be a positive integer"),
+    (known_relu_model(), {"rank_rows": 0}, ValueError, "rank_rows must be at least 1"),
     (known_relu_model(), {"layers": "0"}, TypeError, "layers must be a dict or list"),
     (known_relu_model(), {"layers": []}, ValueError, "layers is empty"),
     (known_relu_model(), {"layers": [nn.ReLU()]}, TypeError, r"must be a \(weight module, activation module\) pair"),
@@ -291,7 +291,7 @@ def test_plot_history_draws_one_line_per_layer_in_each_panel():
     ({"history": "h"}, TypeError, "history must be a ProbeHistory"),
     ({"metrics": "grad_norm"}, ValueError, "metrics must be a non-empty list"),
     ({"metrics": ["speed"]}, ValueError, "unknown metric 'speed'"),
-    ({"smooth": 0}, ValueError, "smooth must be a positive integer"),
+    ({"smooth": 0}, ValueError, "smooth must be at least 1"),
     ({"axes": [None, None, None]}, ValueError, "axes has 3 panels for 4 metrics"),
 ])
 def test_plot_history_errors(kwargs, error, message):
@@ -304,3 +304,28 @@ def test_plot_history_refuses_an_empty_history():
     model = known_relu_model()
     with pytest.raises(ValueError, match="history is empty"):
         plot_history(Probe(model).history(), title="t")
+
+
+def test_measure_runs_in_evaluation_mode_and_leaves_batch_norm_statistics_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    before = (model[1].running_mean.clone(), model[1].running_var.clone(), int(model[1].num_batches_tracked))
+    Probe(model).measure(3.0 + 2.0 * torch.randn(50, 4))
+    assert model.training                                      # the mode it was in is restored
+    assert torch.equal(model[1].running_mean, before[0]) and torch.equal(model[1].running_var, before[1])
+    assert int(model[1].num_batches_tracked) == before[2]
+    model.eval()
+    Probe(model).measure(torch.randn(5, 4))
+    assert not model.training
+
+
+def test_effective_rank_uses_rows_spread_over_the_whole_batch():
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(3))
+    x = torch.rand(40, 3) + 0.1            # positive: the ReLU passes it unchanged
+    x[:10] = x[0]                            # the first ten rows are one point
+    rank = Probe(model, rank_rows=10).measure(x)["eff_rank"][0]
+    rows = x[torch.linspace(0, 39, 10).round().long()]
+    assert rank == pytest.approx(degeneracy.effective_rank((rows - rows.mean(0)).numpy()))
+    assert rank > 1.5                        # the first ten rows alone would give 0

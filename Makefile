@@ -55,7 +55,15 @@ assets:
 	else echo "assets: npm not found, so the book's pages will load MathJax from its CDN (and need internet)"; fi
 
 # --- the book -------------------------------------------------------------------------------
-book: data assets
+# The execution cache is keyed on the notebooks' code cells only, so a change to nblib would
+# leave stale outputs in it: when any nblib source is newer than the stamp, the cache is dropped
+# and every chapter is executed again.
+NBLIB_SOURCES := $(shell find nblib -name '*.py')
+_build/.nblib-stamp: $(NBLIB_SOURCES)
+	rm -rf _build/.jupyter_cache
+	@mkdir -p _build && touch $@
+
+book: data assets _build/.nblib-stamp
 	$(JB) build . -W -n --keep-going
 	@echo
 	@echo "The book is in _build/html. Open it with:"

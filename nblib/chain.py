@@ -79,17 +79,23 @@ def bias_gradients(weights: Array, biases: Array, x: float | Array, dC_da: float
     return own * tail * _finite_array(dC_da, "dC_da")[..., None]
 
 
+def log10_factors(weights: Array, biases: Array, x: float | Array, *, scale: float = 1.0) -> tuple[Array, Array]:
+    """``(log10 |f'(z_j)|, log10 |w_j f'(z_j)|)`` for every neuron j, each of shape (..., depth):
+    the neuron's own slope, and the factor it contributes to the gradients of the neurons
+    before it (-inf where it is exactly zero)."""
+    weights, biases = _chain_arrays(weights, biases)
+    zs, _ = chain_forward(weights, biases, x, scale=scale)
+    with np.errstate(divide="ignore"):
+        log_own = np.log10(scale * sigmoid_prime(zs))
+        return log_own, log_own + np.log10(np.abs(weights))
+
+
 def log10_gradient_profile(weights: Array, biases: Array, x: float | Array, *, scale: float = 1.0) -> Array:
     """log10 |dC/db_j / dC/da_L| for every neuron j, shape (..., depth), computed as a sum of
     logarithms so that it neither underflows nor overflows over long chains (-inf where a
     factor is exactly zero)."""
-    weights, biases = _chain_arrays(weights, biases)
-    zs, _ = chain_forward(weights, biases, x, scale=scale)
-    with np.errstate(divide="ignore"):
-        log_own = np.log10(scale * sigmoid_prime(zs))                        # f'(z_j)
-        log_w = np.log10(np.abs(weights))
-    log_factor = log_own + np.where(np.arange(zs.shape[-1]) == 0, 0.0, log_w)  # log |factor_j|
-    later = np.cumsum(log_factor[..., :0:-1], axis=-1)[..., ::-1]
+    log_own, log_factor = log10_factors(weights, biases, x, scale=scale)
+    later = np.cumsum(log_factor[..., :0:-1], axis=-1)[..., ::-1]            # factors j+1 .. L
     tail = np.concatenate([later, np.zeros_like(log_own[..., :1])], axis=-1)
     return log_own + tail
 

@@ -7,6 +7,8 @@ the gradient, is what makes deep networks hard to train (chapter 3).
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 
 Array = np.ndarray
@@ -44,12 +46,7 @@ def effective_rank(matrix: Array) -> float:
 def fraction_small(matrix: Array, threshold: float = 1e-3) -> float:
     """The fraction of singular values below ``threshold`` times the largest one: the share of
     directions that the matrix all but wipes out."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
-    s = singular_values(matrix)
-    if s[0] == 0:
-        return 1.0
-    return float(np.mean(s < threshold * s[0]))
+    return float(spectrum_fraction_small(singular_values(matrix), threshold))
 
 
 def stable_rank(matrix: Array) -> float:
@@ -99,7 +96,7 @@ def spectrum_effective_rank(s: Array) -> Array:
 def spectrum_fraction_small(s: Array, threshold: float = 1e-3) -> Array:
     """``fraction_small`` computed from singular values ``s`` (along the last axis, in any order),
     for a whole array of spectra at once."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold < 1:
         raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
     s = _as_spectra(s)
     top = s.max(axis=-1, keepdims=True)

@@ -20,6 +20,7 @@ The compiled function releases the GIL, so several networks can train at once in
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import weakref
@@ -82,11 +83,18 @@ _recent_lock = threading.Lock()
 
 def _fingerprint(x: Array) -> float:
     """A number that changes (almost surely) when any entry of ``x`` changes or rows are
-    reordered: x weighted by fixed pseudo-random weights along both axes."""
+    reordered: x weighted by fixed pseudo-random weights along both axes, in float64, a block of
+    rows at a time (so that a float32 data set is never copied whole)."""
+    rows, cols = _fingerprint_weights(*x.shape)
+    block = 4096
+    return float(sum(rows[i:i + block] @ (x[i:i + block] @ cols) for i in range(0, len(x), block)))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_weights(n_rows: int, n_cols: int) -> tuple[Array, Array]:
     rng = np.random.default_rng(12345)
-    cols = rng.random(x.shape[1])
-    rows = rng.random(x.shape[0])
-    return float(rows @ (x @ cols))
+    cols = rng.random(n_cols)
+    return rng.random(n_rows), cols
 
 
 def sgd_epoch(weights: list[Array], biases: list[Array], inputs: SparseRows, labels: Array,

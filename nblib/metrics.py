@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .networks import Network
+from .networks import Gradients, Network
 
 Array = np.ndarray
 
@@ -24,7 +24,12 @@ def neuron_speeds(net: Network, x: Array, labels: Array) -> list[Array]:
 def learning_speeds(net: Network, x: Array, labels: Array, *, include_output: bool = False) -> Array:
     """Nielsen's speed of learning ||dC/db^l|| of each hidden layer (and of the output layer
     too if ``include_output``), as a 1-D array ordered from the input side."""
-    speeds = np.array([np.linalg.norm(g) for g in neuron_speeds(net, x, labels)])
+    return speeds_of(net.backprop(x, labels), include_output=include_output)
+
+
+def speeds_of(grads: Gradients, *, include_output: bool = False) -> Array:
+    """The learning speeds ||dC/db^l|| read off gradients already computed by ``Network.backprop``."""
+    speeds = np.array([np.linalg.norm(g.astype(np.float64)) for g in grads.biases])
     return speeds if include_output else speeds[:-1]
 
 

@@ -39,11 +39,14 @@ class Gradients:
 
     ``weights[l]`` and ``biases[l]`` have the shapes of the network's; ``deltas[l]`` has shape
     ``(batch, sizes[l + 1])``: row ``x`` is Nielsen's delta^l for example ``x``, that is dC_x/db^l.
+    ``output`` holds the output activations the gradient was computed at, so that the cost at
+    those weights needs no second forward pass (``Network.cost_of_output``).
     """
 
     weights: list[Array]
     biases: list[Array]
     deltas: list[Array]
+    output: Array | None = None
 
 
 class Network:
@@ -122,27 +125,36 @@ class Network:
             deltas.insert(0, delta)
         grad_b = [d.sum(axis=0) / n for d in deltas]                     # (BP3)
         grad_w = [d.T @ a / n for d, a in zip(deltas, activations[:-1])]  # (BP4)
-        return Gradients(weights=grad_w, biases=grad_b, deltas=deltas)
+        return Gradients(weights=grad_w, biases=grad_b, deltas=deltas, output=activations[-1])
 
-    def update_mini_batch(self, x: Array, labels: Array, eta: float, lmbda: float, n: int) -> None:
+    def update_mini_batch(self, x: Array, labels: Array, eta: float, lmbda: float, n: int,
+                          frozen: Sequence[int] = ()) -> None:
         """One step of network2's rule on a mini-batch of m examples, from a training set of n:
 
         w <- (1 - eta*lmbda/n) w - (eta/m) sum_x dC_x/dw,    b <- b - (eta/m) sum_x dC_x/db.
         """
-        self.apply_gradients(self.backprop(x, labels), eta, lmbda, n)
+        self.apply_gradients(self.backprop(x, labels), eta, lmbda, n, frozen)
 
-    def apply_gradients(self, grads: Gradients, eta: float, lmbda: float, n: int) -> None:
-        """Step along mean-cost gradients ``grads`` with network2's L2 weight decay (biases are not decayed)."""
+    def apply_gradients(self, grads: Gradients, eta: float, lmbda: float, n: int,
+                        frozen: Sequence[int] = ()) -> None:
+        """Step along mean-cost gradients ``grads`` with network2's L2 weight decay (biases are not
+        decayed). Layers listed in ``frozen`` (non-negative indices) are left as they are."""
         eta, lmbda, n = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True), integer(n, "n")
         decay = 1.0 - eta * lmbda / n
         for l, (gw, gb) in enumerate(zip(grads.weights, grads.biases)):
+            if l in frozen:
+                continue
             self.weights[l] = (decay * self.weights[l] - eta * gw).astype(self.dtype, copy=False)
             self.biases[l] = (self.biases[l] - eta * gb).astype(self.dtype, copy=False)
 
     # --- measurements -----------------------------------------------------------------------
     def cost(self, x: Array, labels: Array, lmbda: float = 0.0, n: int | None = None) -> float:
         """Mean cross-entropy over the batch plus network2's L2 term (lmbda / 2n) * sum ||w||^2."""
-        a = self.feedforward(x)
+        return self.cost_of_output(self.feedforward(x), labels, lmbda, n)
+
+    def cost_of_output(self, a: Array, labels: Array, lmbda: float = 0.0, n: int | None = None) -> float:
+        """:meth:`cost` from output activations ``a`` already computed at the current weights
+        (by ``feedforward``, or ``Gradients.output`` of ``backprop``)."""
         y = self.one_hot(labels, a.shape[1], len(a))
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = -y * np.log(a) - (1 - y) * np.log(1 - a)

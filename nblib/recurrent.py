@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import integer, number
-from .torchutil import device
+from .torchutil import device, seed_all
 from .training import show_progress
 
 Array = np.ndarray
@@ -159,10 +159,9 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
     start = time.perf_counter()
     on = device() if on is None else on
     x_test, y_test = adding_problem(2000, config.length, torch.Generator().manual_seed(10**6), on)
-    torch.manual_seed(seed)
+    stream = seed_all(seed)             # the initial weights, and the sequences' own generator
     model = Recurrent(config.kind, config.hidden).to(on)
     optimiser = (torch.optim.Adam if config.optimiser == "adam" else torch.optim.SGD)(model.parameters(), lr=config.lr)
-    stream = torch.Generator().manual_seed(seed)
     grads_start = input_gradients(model, x_test[:500], y_test[:500])
     losses, norms, updates, clipped = [], [], [], 0
     for _ in range(config.steps):
@@ -170,9 +169,10 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
         loss = ((model(x) - y) ** 2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        norm = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]))
-        if config.clip is not None and norm > config.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        total = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+        norm = float(total)
+        if config.clip is not None and norm > config.clip:   # torch's clipping, without measuring again
+            torch.nn.utils.clip_grads_with_norm_(model.parameters(), config.clip, total)
             clipped += 1
         before = [p.detach().clone() for p in model.parameters()]
         optimiser.step()

@@ -26,9 +26,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checks
+from .networks import sigmoid, sigmoid_prime
 from .plots import Table, mean_sd
 from .probe import Probe, ProbeHistory
-from .torchutil import as_tensors
+from .torchutil import as_tensors, seed_all
 from .training import show_progress
 
 Array = np.ndarray
@@ -244,12 +245,8 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Seq
     return np.array(forward), np.array(backward)
 
 
-def _sigmoid(z: Array) -> Array:
-    return 0.5 * (1.0 + np.tanh(z / 2))
-
-
 _NUMPY_ACTIVATIONS = {
-    "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1 - _sigmoid(z))),
+    "sigmoid": (sigmoid, sigmoid_prime),
     "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
     "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
     "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z), lambda z: np.where(z > 0, 1.0, LEAKY_SLOPE)),
@@ -359,9 +356,8 @@ def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Ru
     checks.integer(seed, "seed", 0)
     start = time.perf_counter()
     on = data.x_train.device
-    torch.manual_seed(seed)
+    order = seed_all(seed)              # the initial weights, and the order of the mini-batches
     model = DeepMLP(config, n_in=data.x_train.shape[1]).to(on)
-    order = torch.Generator().manual_seed(seed)
     optimiser = make_optimiser(config, model)
     probe = Probe(model, model.probe_layers(), every=probe_every)
     n, m = len(data.y_train), config.batch_size

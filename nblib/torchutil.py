@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import integer
 from .data import as_pair
 
 
@@ -20,10 +21,9 @@ def device() -> torch.device:
 
 def seed_all(seed: int) -> torch.Generator:
     """Seed torch's global generator and return a fresh generator seeded the same way."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    torch.manual_seed(int(seed))
-    return torch.Generator().manual_seed(int(seed))
+    seed = integer(seed, "seed", 0)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 def as_tensors(split: Any, on: torch.device | None = None,

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import kernels
 from .checks import integer, number
 from .data import as_pair
-from .metrics import learning_speeds
+from .metrics import learning_speeds, speeds_of
 from .networks import Network, check_inputs
 
 Array = np.ndarray
@@ -85,12 +85,9 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
         if engine == "numba":
             kernels.sgd_epoch(net.weights, net.biases, sparse, labels, order, m, eta, lmbda, n, frozen)
         else:
-            kept = [(l, net.weights[l].copy(), net.biases[l].copy()) for l in frozen]
             for k in range(0, n, m):
                 batch = order[k:k + m]
-                net.update_mini_batch(x[batch], labels[batch], eta, lmbda, n)
-                for l, w, b in kept:
-                    net.weights[l], net.biases[l] = w.copy(), b.copy()
+                net.update_mini_batch(x[batch], labels[batch], eta, lmbda, n, frozen)
         if evaluation is not None:
             history.accuracy.append(net.accuracy(*evaluation))
         if probe is not None:
@@ -112,12 +109,13 @@ def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: fl
     _check_decay(eta, lmbda, n)
     history = History(net.sizes, dict(epochs=epochs, eta=eta, lmbda=lmbda, n=n, dtype=net.dtype.name))
     start = time.perf_counter()
+    grads = net.backprop(x, labels)
     for _ in tqdm(range(epochs), desc=f"GD {net.sizes}", disable=not show_progress(progress), leave=False):
-        grads = net.backprop(x, labels)
-        history.speeds.append([float(np.linalg.norm(g)) for g in grads.biases[:-1]])
+        history.speeds.append(speeds_of(grads).tolist())
         net.apply_gradients(grads, eta, lmbda, n)
-        history.cost.append(net.cost(x, labels, lmbda, n))
-    history.speeds.append(learning_speeds(net, x, labels).tolist())
+        grads = net.backprop(x, labels)           # the next step's gradient, and this step's cost
+        history.cost.append(net.cost_of_output(grads.output, labels, lmbda, n))
+    history.speeds.append(speeds_of(grads).tolist())
     history.seconds = time.perf_counter() - start
     return history
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nblib import chain
-from nblib.networks import Network, sigmoid
+from nblib.networks import Network, sigmoid, sigmoid_prime
 
 
 def chain_cost(weights, biases, x, y, scale=1.0):
@@ -183,3 +183,12 @@ def test_norms_of_known_matrices():
 def test_bad_arguments_are_refused_clearly(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_log10_factors_are_the_slopes_and_the_weighted_slopes():
+    weights, biases = chain.random_chains(50, 6, seed=3)
+    x = np.linspace(0.0, 1.0, 50)
+    zs, _ = chain.chain_forward(weights, biases, x, scale=2.0)
+    own, factors = chain.log10_factors(weights, biases, x, scale=2.0)
+    np.testing.assert_allclose(10 ** own, 2.0 * sigmoid_prime(zs), rtol=1e-12)
+    np.testing.assert_allclose(10 ** factors, np.abs(weights) * 2.0 * sigmoid_prime(zs), rtol=1e-12)

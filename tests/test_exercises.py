@@ -143,9 +143,9 @@ def test_scale_gain_is_largest_near_three_and_a_half_and_never_balances():
     best, gain = unstable.best_scale()
     assert 2.5 < best < 4.5 and gain < 0.5
     assert unstable.scale_gain(1.0) < gain and unstable.scale_gain(10.0) < gain
-    with pytest.raises(ValueError, match="scale must be a positive number"):
+    with pytest.raises(ValueError, match="scale must be a finite positive number"):
         unstable.scale_gain(-1)
-    with pytest.raises(TypeError, match="scale must be a positive number"):
+    with pytest.raises(TypeError, match="scale must be a finite positive number"):
         unstable.scale_gain("3")
     with pytest.raises(ValueError, match="depth must be at least 2"):
         unstable.scale_gain(3.0, depth=1)
@@ -271,3 +271,10 @@ def test_exercise_one_explorer_agrees_with_the_checker():
 def test_exercise_two_explorer_reports_the_measured_width():
     _, readout = unstable.explore_bound().render(w=6.9, b=0.0)
     assert f"width of the set = {unstable.measure_bound_width(6.9):.3f}" in readout
+
+
+def test_scale_gains_is_scale_gain_on_the_grid_and_read_only():
+    gains = unstable.scale_gains()
+    assert gains.shape == unstable.SCALE_GRID.shape and not gains.flags.writeable
+    for k in (0, 57, len(gains) - 1):
+        assert gains[k] == unstable.scale_gain(float(unstable.SCALE_GRID[k]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nblib.metrics import learning_speeds, neuron_speeds, speeds_at_initialisation
+from nblib.metrics import learning_speeds, neuron_speeds, speeds_at_initialisation, speeds_of
 from nblib.networks import Network
 
 SIZES = [6, 5, 4, 4, 3]
@@ -25,6 +25,15 @@ def test_learning_speed_is_the_norm_of_the_mean_delta(batch):
     assert speeds.shape == (3,)                                  # hidden layers only
     np.testing.assert_allclose(speeds, by_deltas[:-1], rtol=1e-12)
     np.testing.assert_allclose(speeds, by_biases[:-1], rtol=1e-12)
+
+
+def test_speeds_of_reads_the_same_speeds_off_computed_gradients_in_float64(batch):
+    net = Network(SIZES, seed=0)                                 # float32
+    grads = net.backprop(*batch)
+    speeds = speeds_of(grads, include_output=True)
+    assert speeds.dtype == np.float64
+    np.testing.assert_array_equal(speeds, learning_speeds(net, *batch, include_output=True))
+    np.testing.assert_array_equal(speeds_of(grads), speeds[:-1])
 
 
 def test_include_output_adds_the_output_layer_last(batch):

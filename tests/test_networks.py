@@ -218,6 +218,25 @@ def test_apply_gradients_is_network2s_rule(data):
         np.testing.assert_allclose(net.biases[l], before.biases[l] - eta * grads.biases[l], rtol=1e-14)
 
 
+def test_frozen_layers_are_left_exactly_as_they_were(data):
+    net = float64_net([6, 5, 4, 3])
+    before = net.copy()
+    x, labels = data(8, 6, 3)
+    net.update_mini_batch(x, labels, eta=0.5, lmbda=2.0, n=20, frozen=(0, 2))
+    for l in (0, 2):
+        np.testing.assert_array_equal(net.weights[l], before.weights[l])
+        np.testing.assert_array_equal(net.biases[l], before.biases[l])
+    assert not np.array_equal(net.weights[1], before.weights[1])
+
+
+def test_backprop_keeps_the_output_so_the_cost_needs_no_second_pass(data):
+    net = float64_net([5, 4, 3])
+    x, labels = data(6, 5, 3)
+    grads = net.backprop(x, labels)
+    np.testing.assert_array_equal(grads.output, net.feedforward(x))
+    assert net.cost_of_output(grads.output, labels, lmbda=3.0, n=60) == net.cost(x, labels, lmbda=3.0, n=60)
+
+
 def test_float32_network_stays_float32(data):
     net = Network([5, 4, 3], seed=0)
     x, labels = data(4, 5, 3)                       # float64 inputs

@@ -20,7 +20,7 @@ def test_seed_all_makes_torch_repeatable():
 
 @pytest.mark.parametrize("bad", [1.5, "3", True, None])
 def test_seed_all_refuses_non_integers(bad):
-    with pytest.raises(TypeError, match="seed must be an integer"):
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         torchutil.seed_all(bad)
 
 

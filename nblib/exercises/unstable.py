@@ -19,10 +19,13 @@ import numpy as np
 
 import matplotlib.pyplot as plt
 
-from ..chain import chain_forward, log10_gradient_profile, random_chains
+from ..chain import log10_factors, log10_gradient_profile, random_chains
+from ..checks import integer, number
 from ..interactive import Explorer, Slider
 from ..networks import sigmoid, sigmoid_prime
 from . import Feedback, Problem, as_function, as_number, call, checker
+
+Array = np.ndarray
 
 # --- exercise 1: a larger derivative ---------------------------------------------------------------
 CHAIN_DEPTH = 30
@@ -36,30 +39,35 @@ def scale_gain(scale: float, *, depth: int = CHAIN_DEPTH, chains: int = CHAIN_CO
     last neuron of a chain back to the first, for the activation ``scale * sigma(z)``: the median
     over ``chains`` random chains (weights and biases N(0, 1), input uniform in [0, 1]) of
     |dC/db_1 / dC/db_L| ** (1 / (depth - 1))."""
-    scale = as_checked_scale(scale)
-    if depth < 2:
-        raise ValueError(f"depth must be at least 2, got {depth}")
-    rng = np.random.default_rng(seed)
-    weights, biases = random_chains(chains, depth, seed=rng)
-    x = rng.random(chains)
+    scale, depth = number(scale, "scale", positive=True), integer(depth, "depth", 2)
+    weights, biases, x = _chains(depth, integer(chains, "chains"), integer(seed, "seed", 0))
     profile = log10_gradient_profile(weights, biases, x, scale=scale)
     return float(10 ** (np.median(profile[:, 0] - profile[:, -1]) / (depth - 1)))
 
 
+@functools.lru_cache(maxsize=4)
+def _chains(depth: int, chains: int, seed: int) -> tuple[Array, Array, Array]:
+    """The random chains of exercise 1 (weights, biases, inputs), drawn once, read-only."""
+    rng = np.random.default_rng(seed)
+    weights, biases = random_chains(chains, depth, seed=rng)
+    arrays = (weights, biases, rng.random(chains))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
 @functools.lru_cache(maxsize=1)
+def scale_gains() -> Array:
+    """:func:`scale_gain` at every scale of ``SCALE_GRID`` (read-only)."""
+    gains = np.array([scale_gain(c) for c in SCALE_GRID])
+    gains.flags.writeable = False
+    return gains
+
+
 def best_scale() -> tuple[float, float]:
     """The scale c on ``SCALE_GRID`` with the largest :func:`scale_gain`, and that gain."""
-    gains = np.array([scale_gain(c) for c in SCALE_GRID])
-    k = int(np.argmax(gains))
-    return float(SCALE_GRID[k]), float(gains[k])
-
-
-def as_checked_scale(scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale must be a positive number, got {scale!r}")
-    if not 0 < float(scale) < np.inf:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    return float(scale)
+    k = int(np.argmax(scale_gains()))
+    return float(SCALE_GRID[k]), float(scale_gains()[k])
 
 
 @checker("Exercise 1: an activation with a larger derivative")
@@ -208,10 +216,7 @@ def explore_activation_scale() -> Explorer:
     """Exercise 1's explorer: for the activation c sigma(z), the size of dC/db_j along a chain of
     ``CHAIN_DEPTH`` neurons (median and 10-90% band over ``CHAIN_COUNT`` random chains) and the
     distribution of the factors |w_j c sigma'(z_j)|."""
-    rng = np.random.default_rng(CHAIN_SEED)
-    weights, biases = random_chains(CHAIN_COUNT, CHAIN_DEPTH, seed=rng)
-    x = rng.random(CHAIN_COUNT)
-    log_abs_w = np.log10(np.abs(weights[:, 1:]))
+    weights, biases, x = _chains(CHAIN_DEPTH, CHAIN_COUNT, CHAIN_SEED)
     layers = np.arange(1, CHAIN_DEPTH + 1)
     bins = np.linspace(-6, 2, 41)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
@@ -233,12 +238,9 @@ def explore_activation_scale() -> Explorer:
     fig.tight_layout()
 
     def update(c: float) -> str:
-        # one forward pass gives both pictures: log10 |f'(z_j)| and the factors log10 |w_j f'(z_j)|
-        with np.errstate(divide="ignore"):
-            log_own = np.log10(c * sigmoid_prime(chain_forward(weights, biases, x, scale=c)[0]))
-        log_factors = log_own[:, 1:] + log_abs_w
-        later = np.concatenate([np.cumsum(log_factors[:, ::-1], axis=1)[:, ::-1], np.zeros((CHAIN_COUNT, 1))], axis=1)
-        profile = log_own + later - log_own[:, -1:]              # log10 |dC/db_j / dC/db_L|
+        log_factors = log10_factors(weights, biases, x, scale=c)[1][:, 1:]      # |w_j f'(z_j)|, j >= 2
+        profile = log10_gradient_profile(weights, biases, x, scale=c)
+        profile = profile - profile[:, -1:]                      # log10 |dC/db_j / dC/db_L|
         low, mid, high = np.percentile(profile, [10, 50, 90], axis=0)
         median.set_ydata(mid)
         band[0].remove()

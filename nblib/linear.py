@@ -203,7 +203,7 @@ class LinearHistory:
     """What ``train`` recorded, as numpy arrays. ``steps[t]`` is the number of SGD steps taken
     before record t (``steps[0] == 0``: the initialisation). ``loss`` has shape (runs, T),
     ``grad_norms`` (runs, T, L + 1) (inputs first) and ``singular_values`` (runs, T, n): the
-    singular values of the end-to-end matrix, largest first."""
+    singular values of the end-to-end matrix, largest first (NaN once a network has diverged)."""
 
     settings: dict[str, Any]
     steps: np.ndarray
@@ -247,7 +247,10 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size:
     def record(step: int) -> None:
         with torch.no_grad():
             loss, rms, product = measure(weights, target, residual=residual)
-            s = torch.linalg.svdvals(torch.nan_to_num(product.double(), nan=0.0, posinf=0.0, neginf=0.0))
+            product = product.double()
+            finite = torch.isfinite(product).all(dim=(-2, -1))
+            s = torch.linalg.svdvals(torch.where(finite[:, None, None], product, 0.0))
+            s[~finite] = float("nan")           # a diverged network has no spectrum to report
         records.append((step, loss.cpu(), rms.cpu(), s.cpu()))
 
     start = time.perf_counter()

@@ -167,6 +167,8 @@ def test_a_diverging_network_is_recorded_without_stopping_the_others():
     h = linear.train(w, a, steps=30, lr=0.05, record_every=10, progress=False)
     assert not np.isfinite(h.loss[0, -1])
     assert np.isfinite(h.loss[1]).all() and h.loss[1, -1] < h.loss[1, 0]
+    assert np.isnan(h.singular_values[0, -1]).all()       # no made-up spectrum for the diverged one
+    assert np.isfinite(h.singular_values[1]).all()
 
 
 def test_residual_training_with_zero_branches_starts_at_the_identity():

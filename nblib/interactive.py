@@ -34,6 +34,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .checks import integer
+
 MAX_FRAMES = 200          # a pre-rendered player embeds every frame in the page: keep it small
 
 
@@ -230,8 +232,7 @@ class Explorer:
         """Median milliseconds of one live slider step: the time the widget callback takes (the
         figure updated, drawn, encoded and handed to the image widget) when a slider moves.
         The ``steps`` moves go round the sliders in turn, each across its range."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = integer(steps, "steps")
         self.live()
         times = []
         for k in range(steps):

@@ -183,5 +183,7 @@ def test_mimebundle_without_ipywidgets_is_the_player(monkeypatch):
 
 
 def test_time_redraw_refuses_bad_steps():
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be at least 1"):
         line_explorer().time_redraw(0)
+    with pytest.raises(TypeError, match="steps must be a positive integer"):
+        line_explorer().time_redraw(2.5)

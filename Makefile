@@ -21,13 +21,15 @@ export PYTHONHASHSEED := 0
 # No progress bars in executed notebooks: on a built page a finished bar is noise.
 export NBLIB_PROGRESS := 0
 
-.PHONY: help setup data assets book book-noexec execute test unit nbval nbcheck browser browser-setup lab constraints clean
+.PHONY: help setup data assets book book-noexec execute test unit nbval nbcheck browser browser-setup lab constraints clean student grade
 
 help:
 	@echo "make book   - set up, execute the chapters and build the HTML book (_build/html)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lab    - set up and open the chapters in JupyterLab"
 	@echo "make execute - re-run the chapters in place, to commit their outputs"
+	@echo "make student - write the student edition of the exercises into _build/student"
+	@echo "make grade SUBMISSIONS=DIR - grade a folder of submitted notebooks (writes DIR/grades.csv)"
 	@echo "make clean  - remove the build (keeps .venv and the MNIST cache)"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -78,7 +80,19 @@ book-noexec: setup assets
 
 # Re-execute the chapters in place (after changing a chapter or nblib), to commit their outputs.
 execute: data
-	$(BIN)/jupyter execute --inplace --timeout=1200 --NotebookClient.record_timing=False chapters/*.ipynb
+	$(BIN)/jupyter execute --inplace --timeout=1200 --NotebookClient.record_timing=False chapters/*.ipynb teaching.ipynb
+
+# --- teaching: the student edition and grading (see teaching.ipynb, "Teaching with this book") -----
+STUDENT := _build/student
+# Cell time limit (seconds) and the number of notebooks graded at once (default: one per core).
+TIMEOUT ?= 60
+WORKERS ?=
+student: setup
+	$(BIN)/python -m grading.student --out $(STUDENT)
+
+grade: student data
+	@if [ -z "$(SUBMISSIONS)" ]; then echo "usage: make grade SUBMISSIONS=folder-of-notebooks"; exit 2; fi
+	$(BIN)/python -m grading.grade "$(SUBMISSIONS)" --student $(STUDENT) --timeout $(TIMEOUT) $(if $(WORKERS),--workers $(WORKERS),)
 
 # --- tests ----------------------------------------------------------------------------------
 unit: setup

@@ -14,7 +14,8 @@ Used by every chapter (numpy only):
 - ``nblib.chain``        gradients as products of per-layer factors (chapter 2)
 - ``nblib.degeneracy``   singular-value measures of degeneracy (chapter 3)
 - ``nblib.interactive``  slider figures: live widgets in Jupyter, pre-rendered in the HTML book
-- ``nblib.exercises``    checkers that give readers feedback on their answers
+- ``nblib.exercises``    checkers that give readers feedback on their answers, and grade them
+                         (one module per chapter: vanishing, unstable, degeneracy, remedies, recurrent)
 
 Chapters 2 to 5 (these modules import torch):
 

@@ -30,6 +30,21 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     myst_glue(name, value, display=display)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(value: float, digits: int = 1) -> str:
+    """A number in scientific notation for the text, ``2.4 × 10¹⁵`` (``digits`` decimals)."""
+    value = float(value)
+    if value == 0 or not np.isfinite(value):
+        return f"{value:g}"
+    exponent = int(np.floor(np.log10(abs(value))))
+    mantissa = value / 10 ** exponent
+    if round(abs(mantissa), digits) >= 10:          # 9.96 rounds up to 10.0 x 10^e: write 1.0 x 10^(e+1)
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.{digits}f} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
 def mean_band(ax: plt.Axes, x: Array, runs: Array, label: str, colour: str | None = None) -> plt.Axes:
     """Plot the mean of ``runs`` (one row per run) against ``x``, with a band from the lowest
     to the highest run."""

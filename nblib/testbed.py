@@ -47,7 +47,8 @@ class Config:
     (not the last), whose cross-entropy, times ``aux_weight``, is added to the loss. ``clip`` is
     the largest gradient norm allowed (None: no clipping). ``l2`` is the coefficient of
     (l2 / 2) * sum of squared weights added to the loss (biases and batch-norm parameters are
-    not penalised)."""
+    not penalised). ``residual_scale`` = alpha multiplies each residual branch, h + alpha act(W h)
+    (1: the plain residual block; it has no effect without ``residual``)."""
 
     depth: int = 16
     width: int = 48
@@ -55,6 +56,7 @@ class Config:
     init: str = "he"
     batch_norm: bool = False
     residual: bool = False
+    residual_scale: float = 1.0
     aux_every: int = 0
     aux_weight: float = 0.3
     optimiser: str = "momentum"
@@ -78,6 +80,7 @@ class Config:
         checks.number(self.lr, "lr", positive=True)
         checks.number(self.l2, "l2", non_negative=True)
         checks.number(self.aux_weight, "aux_weight", non_negative=True)
+        checks.number(self.residual_scale, "residual_scale", non_negative=True)
         if self.clip is not None:
             checks.number(self.clip, "clip", positive=True)
 
@@ -96,18 +99,23 @@ def activation_module(name: str) -> nn.Module:
 
 
 class Block(nn.Module):
-    """One hidden layer: a = act(norm(W h + b)), and h + a instead of a with a skip connection."""
+    """One hidden layer: a = act(norm(W h + b)), and h + scale * a instead of a with a skip
+    connection."""
 
-    def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool) -> None:
+    def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool,
+                 scale: float = 1.0) -> None:
         super().__init__()
         self.linear = nn.Linear(n_in, n_out, bias=not batch_norm)   # batch norm's shift replaces the bias
         self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
         self.act = activation_module(activation)
         self.residual = residual and n_in == n_out
+        self.scale = checks.number(scale, "scale", non_negative=True)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         a = self.act(self.norm(self.linear(h)))
-        return h + a if self.residual else a
+        if not self.residual:
+            return a
+        return h + a if self.scale == 1.0 else h + self.scale * a
 
 
 class DeepMLP(nn.Module):
@@ -120,8 +128,8 @@ class DeepMLP(nn.Module):
             raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
         self.config = config
         sizes = [n_in] + [config.width] * config.depth
-        self.blocks = nn.ModuleList(Block(a, b, config.activation, config.batch_norm, config.residual)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+        self.blocks = nn.ModuleList(Block(a, b, config.activation, config.batch_norm, config.residual,
+                                          config.residual_scale) for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(config.width, n_out)
         self.aux_at = [l for l in range(config.aux_every, config.depth, config.aux_every)] if config.aux_every else []
         self.aux = nn.ModuleList(nn.Linear(config.width, n_out) for _ in self.aux_at)

@@ -46,6 +46,35 @@ def test_unusable_answers_get_feedback_not_a_traceback(answer, message):
 
 
 def test_race_trains_the_candidates_and_is_cached():
-    r = ex.race(1, 3)
+    r = ex._race(1, 3)
     assert set(r) == {"A", "B", "C"} and all(v.shape == (1,) and np.isfinite(v).all() for v in r.values())
-    assert ex.race(1, 3) is r
+    assert ex._race(1, 3) is r
+    assert not hasattr(ex, "race")                      # the answer is not offered as a tool
+
+
+def folded_gain(x):
+    half = len(x) // 2
+    return float(np.sum((x[:half] + x[half:]) ** 2) / np.sum(x ** 2))
+
+
+def test_check_folding(monkeypatch):
+    assert ex.check_folding(folded_gain, 1, np.float64(1.0)).passed is True
+    gaussian = ex.check_folding(lambda x: 1.0, 1, 1)
+    assert gaussian.passed is False and "[B, B] x = B (x_1 + x_2)" in str(gaussian)
+    wrong = ex.check_folding(folded_gain, 2, 0.5)
+    assert wrong.passed is False and "backward_gain is not 2" in str(wrong) and "average_gain is not 0.5" in str(wrong)
+    monkeypatch.setenv("NBLIB_GRADING", "1")
+    assert ex.check_folding(folded_gain, 1, 1).passed is True
+    table = {tuple(v): folded_gain(np.array(v)) for v in ex.FOLD_VECTORS}
+    with pytest.raises(AssertionError, match="raised KeyError"):
+        ex.check_folding(lambda x: table[tuple(x)], 1, 1)
+
+
+def test_check_fold_twice():
+    rank = ex._fold2_rank()
+    assert 1 < rank < 4
+    fb = ex.check_fold_twice(rank, "slower")
+    assert fb.passed is True and "1 of its 3 runs diverged" in str(fb)
+    wrong = ex.check_fold_twice(7.1, "faster")
+    assert wrong.passed is False and "not 7.1" in str(wrong) and 'Not "faster"' in str(wrong)
+    assert "should be one of" in str(ex.check_fold_twice(rank, "quicker"))

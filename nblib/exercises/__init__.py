@@ -18,21 +18,33 @@ coloured box in Jupyter and in the book, and as plain text elsewhere::
             return feedback.correct(f"Yes: the maximum is {value:g}.")
         return feedback.wrong(f"{value:g} is not the maximum.").hint("Where is sigma'(z) largest?")
 
-Chapters put their checkers in ``nblib/exercises/<topic>.py``.
+Chapters put their checkers in ``nblib/exercises/<topic>.py``, one module per chapter.
+
+**Grading mode.** With the environment variable ``NBLIB_GRADING=1`` (set by ``make grade``), a
+checker whose verdict is not "passed" raises :class:`NotYet` after printing its feedback, so
+that the notebook cell fails under nbval; a reader's function that runs past its time limit
+raises :class:`OutOfTime`; a bug in a checker raises :class:`CheckerError`. Checkers that test
+a function on sample inputs draw fresh ones at grading time (:func:`sample`), seeded by
+``NBLIB_GRADING_SEED`` when it is set, so that a table of the public inputs does not pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import linecache
 import math
+import os
+import secrets
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -54,6 +66,63 @@ class Problem(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message, self.hint = message, hint
+
+
+class TooSlow(Problem):
+    """The reader's function ran past the time a checker gives it (an endless loop?)."""
+
+
+class NotYet(AssertionError):
+    """Grading mode: the answer did not pass (the message is the checker's feedback)."""
+
+
+class OutOfTime(NotYet):
+    """Grading mode: the reader's function ran past its time limit."""
+
+
+class CheckerError(RuntimeError):
+    """Grading mode: the checker itself failed (a bug in the book, not in the answer)."""
+
+
+class _Alarm(BaseException):
+    """Raised by the time limit's signal handler; a BaseException, so that a reader's
+    ``except Exception`` cannot swallow it."""
+
+
+# --- grading mode ----------------------------------------------------------------------------
+GRADING_VARIABLE, SEED_VARIABLE = "NBLIB_GRADING", "NBLIB_GRADING_SEED"
+
+
+def grading() -> bool:
+    """True when the checkers run in grading mode (``NBLIB_GRADING=1``)."""
+    return os.environ.get(GRADING_VARIABLE, "") == "1"
+
+
+_drawn_seed: int | None = None
+
+
+def grading_seed() -> int:
+    """The seed of this grading session's sample inputs: ``NBLIB_GRADING_SEED`` if it is set (so
+    that a grading run can be repeated), otherwise one drawn once per process."""
+    global _drawn_seed
+    text = os.environ.get(SEED_VARIABLE, "").strip()
+    if text:
+        if not text.isdigit():
+            raise ValueError(f"{SEED_VARIABLE} must be a non-negative integer, got {text!r}")
+        return int(text)
+    if _drawn_seed is None:
+        _drawn_seed = secrets.randbits(63)
+    return _drawn_seed
+
+
+def sample(public: Sequence[Any], draw: Callable[[np.random.Generator], Sequence[Any]], name: str) -> list[Any]:
+    """The inputs a checker tries: ``public`` (shown in the book and the feedback) normally, and
+    in grading mode ``draw(rng)``, fresh inputs from a generator seeded by the grading seed and
+    ``name`` (so each checker gets its own stream)."""
+    if not grading():
+        return list(public)
+    stream = int.from_bytes(name.encode()[:16].ljust(16, b"\0"), "little")
+    return list(draw(np.random.default_rng([grading_seed(), stream])))
 
 
 @dataclass
@@ -142,26 +211,35 @@ def checker(title: str) -> Callable[[Callable[..., Feedback]], Callable[..., Fee
     """Decorate a checking function so that it always returns a :class:`Feedback` titled
     ``title``: a :class:`Problem` raised inside becomes a failed verdict with its message and
     hint, and any other error (a bug in the checker, not in the answer) becomes a verdict
-    saying so, with the error's one-line summary instead of a traceback."""
+    saying so, with the error's one-line summary instead of a traceback. In grading mode
+    (:func:`grading`) a verdict other than "passed" is printed and raised (:class:`NotYet`,
+    :class:`OutOfTime`, :class:`CheckerError`), so that the cell fails."""
     if not isinstance(title, str):
         raise TypeError(f"checker title must be a string, got {title!r}")
 
     def decorate(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
         @functools.wraps(check)
         def wrapper(*args: Any, **kwargs: Any) -> Feedback:
+            failure: type[BaseException] = NotYet
             try:
                 result = check(*args, **kwargs)
             except Problem as problem:
                 result = Feedback(title).wrong(problem.message)
                 if problem.hint:
                     result.hint(problem.hint)
+                failure = OutOfTime if isinstance(problem, TooSlow) else NotYet
             except Exception as exc:  # noqa: BLE001 - the reader must never see a traceback
                 result = Feedback(title).info(
                     f"The checker itself failed ({type(exc).__name__}: {exc}); this is a bug in the "
                     "book, not in your answer. Please report it.")
+                failure = CheckerError
             if not isinstance(result, Feedback):
                 result = Feedback(title).info(f"The checker returned {type(result).__name__}, not feedback "
                                               "(a bug in the book).")
+                failure = CheckerError
+            if grading() and result.passed is not True:
+                print(result)
+                raise failure(str(result))
             return result
         return wrapper
     return decorate
@@ -204,8 +282,14 @@ def as_number(value: Any, name: str, *, positive: bool = False, integer: bool = 
 def as_array(value: Any, name: str, *, shape: tuple[int, ...] | None = None) -> Array:
     """``value`` as a float64 array of finite numbers (with ``shape``, if given), or a
     :class:`Problem` that says which entries are wrong."""
-    if isinstance(value, (str, bytes)) or value is None:
+    if value is None or value is Ellipsis:
+        raise Problem(f"{name} should be an array of numbers, but it is {describe(value)}.",
+                      f"Put your numbers there, e.g. {name} = [0.5, 1.5].")
+    if isinstance(value, (str, bytes)):
         raise Problem(f"{name} should be an array of numbers, but it is {describe(value)}.")
+    if isinstance(value, (list, tuple)) and any(v is Ellipsis or v is None for v in value):
+        raise Problem(f"{name} still has a {'...' if Ellipsis in value else 'None'} in it.",
+                      "Replace every ... with a number.")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -228,19 +312,117 @@ def as_function(value: Any, name: str) -> Callable[..., Any]:
     return value
 
 
-def call(function: Callable[..., Any], *args: Any, name: str = "your function", **kwargs: Any) -> Any:
+CALL_SECONDS = 10.0        # how long a checker lets one call of the reader's function run
+
+
+def call(function: Callable[..., Any], *args: Any, name: str = "your function",
+         seconds: float | None = CALL_SECONDS, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)``; if it raises, a :class:`Problem` that names the error,
-    the arguments and the line of the reader's code where it happened (never a traceback).
-    Warnings it emits (e.g. numpy overflow) are not shown to the reader."""
+    the arguments and the line of the reader's code where it happened (never a traceback); if it
+    runs longer than ``seconds``, a :class:`TooSlow` (where the platform allows a time limit:
+    the main thread of a Unix process, as in a Jupyter kernel). Warnings it emits (e.g. numpy
+    overflow) are not shown to the reader."""
+    shown = ", ".join([_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), _time_limit(seconds):
                 return function(*args, **kwargs)
+        except _Alarm:
+            raise TooSlow(f"{name} was still running after {seconds:g} s when called with ({shown}).",
+                          "Look for a loop that never ends, or a loop over far more values than needed: "
+                          "numpy can compute on whole arrays at once.") from None
         except Exception as exc:  # noqa: BLE001 - any error in the reader's code becomes feedback
-            shown = ", ".join([_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()])
             raise Problem(f"{name} raised {type(exc).__name__}: {exc} when called with ({shown})"
                           f"{_where(exc)}.") from None
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_Alarm` in this thread after ``seconds`` (no limit where signals cannot do it)."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def ring(signum: int, frame: Any) -> None:
+        raise _Alarm()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """``value`` as True or False (Python or numpy booleans), or a :class:`Problem`."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    hint = "Write True or False, without quotes." if isinstance(value, str) else "Write True or False."
+    raise Problem(f"{name} should be True or False, but it is {describe(value)}.", hint)
+
+
+def as_word(value: Any, name: str, words: Sequence[str]) -> str:
+    """``value`` as one of ``words`` (case and surrounding spaces ignored), or a :class:`Problem`
+    that lists them."""
+    listed = ", ".join(f'"{w}"' for w in words)
+    if not isinstance(value, str):
+        raise Problem(f"{name} should be one of {listed}, but it is {describe(value)}.",
+                      f'Write the word in quotes, e.g. {name} = "{words[0]}".')
+    word = value.strip().lower()
+    if word not in [w.lower() for w in words]:
+        raise Problem(f'{name} should be one of {listed}, but it is "{value}".')
+    return word
+
+
+def as_choices(value: Any, name: str, options: Mapping[str, str]) -> list[str]:
+    """The letters of a multiple-choice answer, sorted: ``"B"``, ``"b, d"``, ``"BD"`` or
+    ``["B", "D"]``, each one of ``options`` (letter -> statement), or a :class:`Problem`."""
+    letters = ", ".join(options)
+    if value is None or value is Ellipsis:
+        raise Problem(f"{name} is still empty.", f'Write the letters of the statements you choose, e.g. {name} = "A".')
+    if isinstance(value, str):
+        picked = [c for c in value.upper() if not c.isspace() and c not in ",;/&+"]
+    elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        picked = [v.strip().upper() for v in value]
+    else:
+        raise Problem(f"{name} should be letters among {letters}, but it is {describe(value)}.",
+                      f'For example: {name} = "A" or {name} = ["A", "C"].')
+    unknown = sorted(set(picked) - set(options))
+    if unknown:
+        raise Problem(f"{name} names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not among "
+                      f"the choices {letters}.")
+    if not picked:
+        raise Problem(f"{name} names no statement.", f"Write one or more of the letters {letters}.")
+    return sorted(set(picked))
+
+
+def show_choices(options: Mapping[str, str]) -> Any:
+    """The statements of a multiple-choice question as a Markdown list, for a notebook cell
+    (plain text where IPython is missing)."""
+    text = "\n".join(f"- **{letter}.** {statement}" for letter, statement in options.items())
+    try:
+        from IPython.display import Markdown
+    except ImportError:  # pragma: no cover - outside Jupyter
+        return text
+    return Markdown(text)
+
+
+def grade_choices(feedback: Feedback, picked: Sequence[str], right: Sequence[str],
+                  explanations: Mapping[str, str]) -> Feedback:
+    """Add a line for every statement of a multiple-choice question: whether the reader got it
+    right (chose a true one, or left out a false one) and why (``explanations[letter]``)."""
+    for letter, why in explanations.items():
+        chosen, true = letter in picked, letter in right
+        if chosen == true:
+            feedback.correct(f"{letter}: {'right to choose it' if true else 'right to leave it out'}. {why}")
+        else:
+            feedback.wrong(f"{letter}: {'this one is true too' if true else 'this one is not true'}. {why}")
+    return feedback
 
 
 def close_enough(got: float, want: float, *, rtol: float = 1e-2, atol: float = 0.0) -> bool:

@@ -1,18 +1,24 @@
 """Checkers for the exercises of chapter 2, "Unstable gradients", and the measurements they use.
 
-1. :func:`check_activation_scale`: would an activation with a larger derivative help?
-2. :func:`check_bound_width`: the width of the set where |w sigma'(wa + b)| >= 1, against a
-   brute-force measurement (:func:`measure_bound_width`).
+1. :func:`check_activation_scale`: would an activation with a larger derivative help? The
+   reader's tool: :func:`scale_gain`, the typical factor per layer at one scale c.
+2. :func:`check_bound_width`: the width of the set where |w sigma'(wa + b)| >= 1, against an
+   exact computation at weights drawn afresh when grading. The reader's tool:
+   :func:`measure_bound_width`, a brute-force measurement good to about 1e-5, too coarse to
+   pass for the formula.
 3. :func:`check_identity_neuron`: one sigmoid neuron that passes x in [0, 1] through unchanged
    (up to a constant), measured by :func:`identity_error`.
 
 ``explore_activation_scale``, ``explore_bound`` and ``explore_identity_neuron`` build the
-figures with sliders (``nblib.interactive.Explorer``) that go with them.
+figures with sliders (``nblib.interactive.Explorer``) that go with them; none starts at an
+answer. The answers themselves are computed only inside the checkers (the private ``_best_*``
+functions), never offered as a tool.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -23,7 +29,7 @@ from ..chain import log10_factors, log10_gradient_profile, random_chains
 from ..checks import integer, number
 from ..interactive import Explorer, Slider
 from ..networks import sigmoid, sigmoid_prime
-from . import Feedback, Problem, as_function, as_number, call, checker
+from . import Feedback, Problem, as_bool, as_function, as_number, call, checker, sample
 
 Array = np.ndarray
 
@@ -57,17 +63,17 @@ def _chains(depth: int, chains: int, seed: int) -> tuple[Array, Array, Array]:
 
 
 @functools.lru_cache(maxsize=1)
-def scale_gains() -> Array:
-    """:func:`scale_gain` at every scale of ``SCALE_GRID`` (read-only)."""
+def _scale_gains() -> Array:
+    """:func:`scale_gain` at every scale of ``SCALE_GRID`` (read-only): the answer's curve."""
     gains = np.array([scale_gain(c) for c in SCALE_GRID])
     gains.flags.writeable = False
     return gains
 
 
-def best_scale() -> tuple[float, float]:
+def _best_scale() -> tuple[float, float]:
     """The scale c on ``SCALE_GRID`` with the largest :func:`scale_gain`, and that gain."""
-    k = int(np.argmax(scale_gains()))
-    return float(SCALE_GRID[k]), float(scale_gains()[k])
+    k = int(np.argmax(_scale_gains()))
+    return float(SCALE_GRID[k]), float(_scale_gains()[k])
 
 
 @checker("Exercise 1: an activation with a larger derivative")
@@ -76,10 +82,8 @@ def check_activation_scale(best: Any, can_balance: Any) -> Feedback:
     30-neuron chain with activation c sigma(z)) and ``can_balance`` (whether some c keeps the
     gradient the same size from the last layer to the first)."""
     c = as_number(best, "best_scale", positive=True)
-    if not isinstance(can_balance, (bool, np.bool_)):
-        raise Problem(f"can_balance should be True or False, but it is {type(can_balance).__name__} {can_balance!r}.",
-                      "Write True or False, without quotes.")
-    top_c, top_gain = best_scale()
+    can_balance = as_bool(can_balance, "can_balance")
+    top_c, top_gain = _best_scale()
     gain = scale_gain(c)
     feedback = Feedback("Exercise 1: an activation with a larger derivative")
     span = (CHAIN_DEPTH - 1) * np.log10(top_gain)
@@ -87,34 +91,41 @@ def check_activation_scale(best: Any, can_balance: Any) -> Feedback:
         feedback.correct(f"With c = {c:g} the gradient shrinks by a typical factor of {gain:.3f} per layer, "
                          f"within 5% of the best, {top_gain:.3f} (at c = {top_c:g}).")
     else:
-        feedback.wrong(f"With c = {c:g} the typical factor per layer is {gain:.3f}; the best is {top_gain:.3f}, "
-                       f"at c = {top_c:g}.")
+        feedback.wrong(f"With c = {c:g} the typical factor per layer is {gain:.3f}; the best scale does "
+                       f"{100 * (top_gain / gain - 1):.0f}% better ({top_gain:.3f}).")
         if c > top_c:
-            feedback.hint("A larger c raises the peak of the derivative, c/4, but the activations now reach up to c, "
-                          "so the next neuron's z = w a + b is larger and falls where sigma' is tiny.")
+            feedback.hint("Try a smaller c. A larger c raises the peak of the derivative, c/4, but the activations "
+                          "now reach up to c, so the next neuron's z = w a + b is larger and falls where sigma' is tiny.")
         else:
-            feedback.hint(f"The derivative c sigma'(z) is at most c/4 = {c / 4:g}: try a larger c.")
-    if bool(can_balance):
+            feedback.hint(f"Try a larger c: the derivative c sigma'(z) is at most c/4 = {c / 4:g}.")
+    if can_balance:
         feedback.wrong(f"No c balances the chain: even the best factor, {top_gain:.3f} per layer, makes the first "
                        f"layer's gradient about 10^{span:.0f} times the last one's over {CHAIN_DEPTH} neurons.")
     else:
         feedback.correct(f"Right: no c balances the chain. Even at the best c the first layer's gradient is "
                          f"typically 10^{span:.0f} times the last one's.")
-    rows = [[f"{s:g}", f"{scale_gain(s):.3f}"] for s in sorted({1.0, 2.0, top_c, 4.0, 8.0, c})]
+    rows = [[f"{s:g}", f"{scale_gain(s):.3f}"] for s in sorted({1.0, 2.0, 4.0, 8.0, c})]
     return feedback.table(["c", "typical factor per layer"], rows)
 
 
 # --- exercise 2: the |w sigma'(wa + b)| >= 1 bound ------------------------------------------------
-WIDTH_WEIGHTS = (-20.0, -6.9, -4.5, -2.0, 0.5, 1.0, 3.9, 4.0, 4.1, 5.0, 6.9, 8.0, 12.0, 20.0, 50.0)
+WIDTH_WEIGHTS = (-20.0, -7.5, -4.5, -2.0, 0.5, 1.0, 3.9, 4.0, 4.1, 5.0, 6.0, 8.0, 12.0, 20.0, 50.0)
+WIDTH_TOLERANCE = (1e-7, 1e-6)       # absolute, relative: far finer than a brute-force measurement
+MAX_POINTS = 1_000_001
 
 
 def measure_bound_width(w: float, b: float = 0.0, *, points: int = 400_001) -> float:
     """The total length of the set of inputs a where |w sigma'(w a + b)| >= 1, measured by brute
     force on a grid of ``points`` values of a spanning the whole set (it is centred at a = -b/w
-    and never wider than 1)."""
+    and never wider than 1). Good to about 2 / points: a tool to test a formula with, not an
+    answer (the checker asks for a million times more precision)."""
     w, b = float(w), float(b)
     if not (np.isfinite(w) and np.isfinite(b)):
         raise ValueError(f"w and b must be finite numbers, got w={w}, b={b}")
+    points = integer(points, "points", 3)
+    if points > MAX_POINTS:
+        raise ValueError(f"points must be at most {MAX_POINTS:,} (a brute-force grid; for more precision, "
+                         f"use the formula), got {points:,}")
     if abs(w) <= 4:  # sigma' <= 1/4, so |w sigma'| <= |w|/4 <= 1, with equality at one point at most
         return 0.0
     centre = -b / w
@@ -123,33 +134,89 @@ def measure_bound_width(w: float, b: float = 0.0, *, points: int = 400_001) -> f
     return float(inside.sum() * (a[1] - a[0]))
 
 
+def _exact_width(w: float) -> float:
+    """The width of the set, by bisection on z (not by the closed form): |w| sigma'(z) falls
+    from |w|/4 at z = 0, so it crosses 1 at one z* > 0, and the set is |z| <= z*, of width
+    2 z* / |w| in a."""
+    w = abs(float(w))
+    if w <= 4:
+        return 0.0
+    lo, hi = 0.0, 2.0 * math.log(4 * w)          # sigma'(z) < e^-|z|, so |w| sigma' < 1 beyond log |w|
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if w * sigmoid_prime(mid) >= 1 else (lo, mid)
+    return 2 * lo / w
+
+
+def _widest() -> tuple[float, float]:
+    """The |w| at which the set is widest, and its width, by golden-section search."""
+    lo, hi, golden = 4.0, 40.0, (math.sqrt(5) - 1) / 2
+    for _ in range(120):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        lo, hi = (lo, b) if _exact_width(a) > _exact_width(b) else (a, hi)
+    return (lo + hi) / 2, _exact_width((lo + hi) / 2)
+
+
+def _draw_weights(rng: np.random.Generator) -> list[float]:
+    """Fresh weights for grading: four with |w| <= 4 (empty set) and eleven beyond, both signs."""
+    small = rng.uniform(-4, 4, 4)
+    large = np.exp(rng.uniform(math.log(4.05), math.log(60), 11)) * rng.choice([-1, 1], 11)
+    return [float(round(w, 6)) for w in np.concatenate([small, large])]
+
+
 @checker("Exercise 2: the width of the set where |w σ'(wa+b)| ≥ 1")
-def check_bound_width(width: Callable[[float], float]) -> Feedback:
-    """Call the reader's ``width(w)`` at several weights (both signs, below and above 4) and
-    compare with :func:`measure_bound_width`."""
+def check_bound_width(width: Callable[[float], float], widest_w: Any = None, widest_width: Any = None) -> Feedback:
+    """Call the reader's ``width(w)`` at fifteen weights (both signs, below and above 4; drawn
+    afresh in grading mode) and compare with an exact computation; then check ``widest_w``, the
+    |w| at which the set is widest, and ``widest_width``, its width there."""
     width = as_function(width, "your width function")
+    weights = sample(WIDTH_WEIGHTS, _draw_weights, "unstable.width")
     rows, wrong = [], []
-    for w in WIDTH_WEIGHTS:
+    atol, rtol = WIDTH_TOLERANCE
+    for w in weights:
         try:
             got = as_number(call(width, w, name="width"), f"width({w:g})")
         except Problem as problem:
             hint = ("For |w| <= 4 the factor never reaches 1, so the set is empty and its width is 0: "
                     "return 0 there (a square root of a negative number fails).") if abs(w) <= 4 else None
-            raise Problem(problem.message, hint or problem.hint) from None
-        want = measure_bound_width(w)
-        ok = abs(got - want) <= 2e-3 + 1e-2 * want
-        rows.append([f"{w:g}", f"{got:.5f}", f"{want:.5f}", "✔" if ok else "✘"])
+            raise type(problem)(problem.message, hint or problem.hint) from None
+        want = _exact_width(w)
+        ok = abs(got - want) <= atol + rtol * want
+        rows.append([f"{w:g}", f"{got:.7f}", f"{want:.7f}", "✔" if ok else "✘"])
         if not ok:
             wrong.append((w, got, want))
     feedback = Feedback("Exercise 2: the width of the set where |w σ'(wa+b)| ≥ 1").table(
-        ["w", "your width", "measured", ""], rows)
+        ["w", "your width", "exact", ""], rows)
     if not wrong:
-        return feedback.correct(f"Your width agrees with the brute-force measurement at all {len(WIDTH_WEIGHTS)} "
-                                "weights, to within 0.002 + 1%.")
-    feedback.wrong(f"{len(wrong)} of {len(WIDTH_WEIGHTS)} values differ from the measurement, e.g. at w = "
-                   f"{wrong[0][0]:g}: yours {wrong[0][1]:.4f}, measured {wrong[0][2]:.4f}.")
-    feedback.hint(_width_hint(wrong))
+        feedback.correct(f"Your width agrees with the exact width at all {len(weights)} weights, to within "
+                         f"{atol:g} + {rtol:g} × the width.")
+    else:
+        close = all(abs(got - want) <= 1e-4 + 1e-3 * want for _, got, want in wrong)
+        feedback.wrong(f"{len(wrong)} of {len(weights)} values differ from the exact width, e.g. at w = "
+                       f"{wrong[0][0]:g}: yours {wrong[0][1]:.7f}, exact {wrong[0][2]:.7f}.")
+        feedback.hint("Your values are close but not exact: a measurement on a grid is good to about its spacing; "
+                      "the formula is exact." if close else _width_hint(wrong))
+    _check_widest(feedback, widest_w, widest_width)
     return feedback
+
+
+def _check_widest(feedback: Feedback, widest_w: Any, widest_width: Any) -> None:
+    """The second part of exercise 2: where the set is widest, and how wide."""
+    if widest_w is None and widest_width is None:
+        feedback.wrong("widest_w and widest_width are still missing.")
+        return
+    w_star, width_star = _widest()
+    w = abs(as_number(widest_w, "widest_w"))
+    top = as_number(widest_width, "widest_width")
+    if abs(w - w_star) <= 0.01 * w_star:
+        feedback.correct(f"The set is widest at |w| = {w_star:.3f}; your {w:g} is within 1%.")
+    else:
+        feedback.wrong(f"The set is widest at a different |w| from {w:g} (your width function, tried on a fine grid "
+                       "of w above 4, finds it).").hint("Evaluate your width(w) for w from 4 to 40 and take the largest.")
+    if abs(top - width_star) <= 1e-3 * width_star:
+        feedback.correct(f"Its width there is {width_star:.4f}; yours, {top:.4f}, agrees.")
+    else:
+        feedback.wrong(f"The largest width is not {top:.4g}.")
 
 
 def _width_hint(wrong: list[tuple[float, float, float]]) -> str:
@@ -176,9 +243,13 @@ IDENTITY_X = np.linspace(0.0, 1.0, 1001)
 
 def identity_error(w: float, b: float, v: float) -> tuple[float, float]:
     """How far v sigma(w x + b) is from x + constant over x in [0, 1]: the largest deviation
-    max_x |v sigma(w x + b) - x - c| with the best constant c, and that c."""
-    d = v * sigmoid(w * IDENTITY_X + b) - IDENTITY_X
-    return float((d.max() - d.min()) / 2), float((d.max() + d.min()) / 2)
+    max_x |v sigma(w x + b) - x - c| with the best constant c, and that c. The output is
+    computed as a float64 network would compute it, and compared through its differences
+    from x = 0, so that an output that does not depend on x (w = 0, or an x lost to rounding in
+    a huge v sigma) counts as the constant it is, not as a perfect identity."""
+    y = v * sigmoid(w * IDENTITY_X + b)
+    d = (y - y[0]) - (IDENTITY_X - IDENTITY_X[0])
+    return float((d.max() - d.min()) / 2), float(y[0] - IDENTITY_X[0] + (d.max() + d.min()) / 2)
 
 
 @checker("Exercise 3: the identity neuron")
@@ -281,8 +352,8 @@ def explore_bound() -> Explorer:
         where = f"centred at a = -b/w = {-b / w + 0.0:.3g}" if w else "w = 0"    # + 0.0: no "-0"
         return f"w = {w:g}, b = {b:g}: the factor peaks at |w|/4 = {abs(w) / 4:.3g}; width of the set = {width:.3f} ({where})"
 
-    return Explorer(fig, update, [Slider("w", [-20, -10, -6.9, -4.5, 2, 4.5, 6.9, 10, 20], label="weight w",
-                                         start=6.9, step=0.1),
+    return Explorer(fig, update, [Slider("w", [-20, -10, -6, -4.5, 2, 4.5, 6, 8, 10, 20], label="weight w",
+                                         start=10, step=0.1),
                                   Slider("b", [-6, -3, 0, 3, 6], label="bias b", start=0, step=0.1)],
                     title="Exercise 2: the factor |w σ'(wa+b)|")
 

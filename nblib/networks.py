@@ -298,6 +298,11 @@ def _saturated_terms(a: Array, y: Array, z: Array | None) -> Array:
 
 
 # --- argument checks shared with nblib.training -------------------------------------------------
+def check_network(net: Network, name: str = "net") -> Network:
+    """An ``nblib.networks.Network``."""
+    return checks.instance(net, name, Network, "an nblib.networks.Network")
+
+
 def check_layers(layers: Sequence[int], n_layers: int, name: str = "frozen") -> tuple[int, ...]:
     """Layer indices (negative ones count from the output), as a sorted tuple of non-negative ones."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, np.ndarray)):

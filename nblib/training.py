@@ -23,7 +23,7 @@ from . import checks, kernels
 from .checks import integer, number
 from .data import as_pair
 from .metrics import learning_speeds, speeds_of
-from .networks import Network, check_inputs
+from .networks import Network, check_inputs, check_network
 
 Array = np.ndarray
 Pair = tuple[Array, Array]
@@ -181,7 +181,7 @@ def _pair(data: Pair | Any, name: str, net: Network) -> Pair:
 
 
 def _check_network(net: Network) -> None:
-    checks.instance(net, "net", Network, "an nblib.networks.Network")
+    check_network(net)
     if not net.is_finite():
         raise ValueError("net has NaN or infinite weights (it has diverged): start from a fresh Network")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 SEED_MAX = 2 ** 64 - 1          # the largest seed both numpy and torch accept
+MAX_VALUES = 10 ** 8            # the most numbers a function builds at once (800 MB in float64)
 
 
 def integer(value: Any, name: str, at_least: int = 1, at_most: int | None = None) -> int:
@@ -33,6 +34,15 @@ def integer(value: Any, name: str, at_least: int = 1, at_most: int | None = None
     if at_most is not None and value > at_most:
         raise ValueError(f"{name} must be at most {at_most}, got {value}")
     return int(value)
+
+
+def size(values: int, what: str, limit: int = MAX_VALUES) -> int:
+    """A number of values to compute and keep in memory, at most ``limit``; ``what`` describes
+    them with the arguments that set their number, e.g. "the orbit, (steps + 1) x x.size"."""
+    if values > limit:
+        raise ValueError(f"{what} would be {values:,} numbers, more than the {limit:,} nblib computes "
+                         f"at once: ask for fewer")
+    return values
 
 
 def number(value: Any, name: str, *, positive: bool = False, non_negative: bool = False) -> float:

@@ -26,13 +26,16 @@ MAX_VALUES = 10 ** 8            # the most numbers a function builds at once (80
 def integer(value: Any, name: str, at_least: int = 1, at_most: int | None = None) -> int:
     """An integer no smaller than ``at_least`` (a count, a size) and, if given, no larger than
     ``at_most`` (a bound on what can sensibly be computed or kept in memory)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+    if at_most is not None:
+        kind = f"an integer from {at_least} to {at_most}"
+    else:
         kind = {1: "a positive integer", 0: "a non-negative integer"}.get(at_least, f"an integer ≥ {at_least}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be {kind}, got {value!r}")
+    if at_most is not None and not at_least <= value <= at_most:
+        raise ValueError(f"{name} must be {kind}, got {value}")
     if value < at_least:
         raise ValueError(f"{name} must be at least {at_least}, got {value}")
-    if at_most is not None and value > at_most:
-        raise ValueError(f"{name} must be at most {at_most}, got {value}")
     return int(value)
 
 

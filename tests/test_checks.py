@@ -54,8 +54,12 @@ from nblib import checks  # noqa: E402
 
 def test_integer_at_most_bounds_what_can_be_computed():
     assert checks.integer(10, "steps", 1, at_most=10) == 10
-    with pytest.raises(ValueError, match=r"^steps must be at most 10, got 11$"):
+    with pytest.raises(ValueError, match=r"^steps must be an integer from 1 to 10, got 11$"):
         checks.integer(11, "steps", 1, at_most=10)
+    with pytest.raises(ValueError, match=r"^steps must be an integer from 1 to 10, got 0$"):
+        checks.integer(0, "steps", 1, at_most=10)
+    with pytest.raises(TypeError, match=r"^steps must be an integer from 1 to 10, got 2.0$"):
+        checks.integer(2.0, "steps", 1, at_most=10)
     with pytest.raises(TypeError, match=r"^n must be a positive integer, got np.True_$"):
         checks.integer(np.True_, "n")
 

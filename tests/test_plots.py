@@ -97,7 +97,7 @@ def test_mean_sd():
     assert plots.mean_sd([1.0, np.nan]) == "nan ± nan"
     with pytest.raises(ValueError, match=r"values is empty"):
         plots.mean_sd([])
-    with pytest.raises(TypeError, match=r"digits must be a non-negative integer, got 2.0"):
+    with pytest.raises(TypeError, match=r"digits must be an integer from 0 to 20, got 2.0"):
         plots.mean_sd([1.0], 2.0)
     with pytest.raises(TypeError, match=r"values must hold real numbers"):
         plots.mean_sd(["a"])

@@ -35,6 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import checks
+from ._optional import require
 from .checks import integer
 
 MAX_FRAMES = 200          # a pre-rendered player embeds every frame in the page: keep it small
@@ -216,11 +217,7 @@ class Explorer:
         """The ipywidgets view: one slider per ``Slider`` above the figure and its readout."""
         if self._widget is not None:
             return self._widget
-        try:
-            import ipywidgets as widgets
-        except ImportError as exc:
-            raise ImportError("Explorer.live() needs ipywidgets, which is not installed: pip install ipywidgets "
-                              "(without it the notebook shows the pre-rendered player)") from exc
+        widgets = require("ipywidgets", "Explorer.live()")
 
         controls = []
         for s in self.sliders:

@@ -19,6 +19,10 @@ Importing this module imports torch.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import time
 from dataclasses import dataclass, field
 from typing import Any

@@ -37,6 +37,10 @@ forward pass without training.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field

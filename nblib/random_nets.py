@@ -14,6 +14,10 @@ Importing this module imports torch.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 from dataclasses import dataclass
 from typing import Callable
 

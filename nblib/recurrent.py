@@ -14,6 +14,10 @@ the loss depends on the input at each time step, at the start and at the end.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import dataclasses
 import math
 import os

@@ -15,6 +15,10 @@ Importing this module imports torch; ``import nblib`` does not.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import math
 import time
 from dataclasses import dataclass, field

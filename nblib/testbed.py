@@ -11,6 +11,10 @@ two variants trained with the same seed see the same images in the same order.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import dataclasses
 import math
 import os

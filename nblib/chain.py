@@ -107,6 +107,7 @@ def exploding_chain(depth: int, *, weight: float = 100.0, x: float = 1.0) -> tup
     every z_j = 0 (b_1 = -weight * x, then b_j = -weight / 2), so each factor w sigma'(0) is
     weight / 4. Returns ``(weights, biases)`` of shape (depth,)."""
     depth = integer(depth, "depth")
+    checks.size(2 * depth, "the weights and biases, 2 x depth")
     weight, x = number(weight, "weight"), number(x, "x")
     weights = np.full(depth, float(weight))
     biases = np.full(depth, -weight * sigmoid(0.0))

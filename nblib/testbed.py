@@ -102,6 +102,8 @@ class Block(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool) -> None:
         super().__init__()
+        n_in, n_out = checks.integer(n_in, "n_in"), checks.integer(n_out, "n_out")
+        batch_norm, residual = checks.boolean(batch_norm, "batch_norm"), checks.boolean(residual, "residual")
         self.linear = nn.Linear(n_in, n_out, bias=not batch_norm)   # batch norm's shift replaces the bias
         self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
         self.act = activation_module(activation)

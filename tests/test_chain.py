@@ -187,6 +187,7 @@ def test_norms_of_known_matrices():
     (lambda: chain.logistic_map(0.5, steps=10 ** 9), ValueError,
      r"the orbit and its derivative, 2 x \(steps \+ 1\) x x.size would be 2,000,000,002 numbers"),
     (lambda: chain.logistic_map(np.full(10 ** 4, 0.5), steps=10 ** 4), ValueError, r"ask for fewer"),
+    (lambda: chain.exploding_chain(10 ** 12), ValueError, r"the weights and biases, 2 x depth would be"),
     (lambda: chain.bias_gradients(np.ones((3, 2)), np.ones((3, 2)), 0.5, dC_da=np.ones(4)), ValueError,
      r"dC_da must be a number or broadcast to the chains' shape \(3,\)"),
 ])

@@ -347,10 +347,12 @@ def test_a_file_of_the_wrong_shape_is_refused(cache, monkeypatch):
     ({"mirrors": "http://example.org/m.gz"}, TypeError, "mirrors must be a sequence of str"),
     ({"mirrors": [b"http://example.org"]}, TypeError, "mirrors must hold only str"),
     ({"mirrors": ["mnist.pkl.gz"]}, ValueError, "http://, https:// or file:// URL"),
+    ({"verbose": "no"}, TypeError, "verbose must be True or False, got 'no'"),
+    ({"use_pip": 0}, TypeError, "use_pip must be True or False, got 0"),
 ])
 def test_load_mnist_rejects_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
-        load_mnist(**kwargs, use_pip=False, verbose=False)
+        load_mnist(**({"use_pip": False, "verbose": False} | kwargs))
 
 
 @pytest.mark.parametrize("args, error, words", [
@@ -476,3 +478,12 @@ def test_stale_part_files_of_killed_downloads_are_removed_and_fresh_ones_kept(fa
     server.files["/m.gz"] = fake
     load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False)
     assert files_in(cache) == sorted([fresh.name, "mnist.pkl.gz", other.name])
+
+
+def test_url_source_and_sha256_of_check_their_arguments():
+    with pytest.raises(TypeError, match=r"a mirror must be a URL string, got 3"):
+        data.url_source(3)
+    with pytest.raises(ValueError, match=r"timeout must be a finite positive number, got 0"):
+        data.url_source("https://example.org/m.gz", timeout=0)
+    with pytest.raises(TypeError, match=r"path must be a str or os.PathLike, not bool"):
+        data.sha256_of(True)             # an int would have read (and closed) a file descriptor

@@ -409,6 +409,8 @@ def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, erro
     (lambda m, d: testbed.number(1.5, decimals=-1), ValueError, r"decimals must be an integer from 0 to 20"),
     (lambda m, d: testbed.results_table([]), TypeError, r"results must be a non-empty dict"),
     (lambda m, d: testbed.Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
+    (lambda m, d: testbed.Block(-1, 4, "relu", False, False), ValueError, r"n_in must be at least 1, got -1"),
+    (lambda m, d: testbed.Block(4, 4, "relu", 0, False), TypeError, r"batch_norm must be True or False"),
 ])
 def test_helpers_check_their_arguments(call, error, message):
     data = small_data()

@@ -104,6 +104,14 @@ def function(value: Any, name: str) -> Any:
     return value
 
 
+def settings(changes: dict[str, Any], known: Sequence[str], what: str) -> dict[str, Any]:
+    """Keyword changes that all name one of the ``known`` settings of ``what`` (e.g. "a Config")."""
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise TypeError(f"{what} has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
+    return changes
+
+
 def seed(value: Any, name: str = "seed", *, generator: bool = False) -> Any:
     """A seed for numpy's or torch's generators: an integer from 0 to 2**64 - 1 (both accept
     those). With ``generator``, a ``numpy.random.Generator`` or None (fresh randomness) is

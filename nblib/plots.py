@@ -79,7 +79,8 @@ def neuron_bars(gradients: Sequence[Array], *, neurons: int = 6, title: str,
     neurons = checks.integer(neurons, "neurons")
     gradients = [checks.array(g, f"gradients[{l}]", ndim=1).astype(float)[:neurons] for l, g in enumerate(gradients)]
     checks.text(title, "title")
-    if axes is not None and (isinstance(axes, plt.Axes) or len(axes) != len(gradients)):
+    if axes is not None and (isinstance(axes, (str, bytes, plt.Axes)) or not isinstance(axes, (Sequence, np.ndarray))
+                             or len(axes) != len(gradients) or not all(isinstance(ax, plt.Axes) for ax in axes)):
         raise ValueError(f"axes must be a list of {len(gradients)} Axes, one per hidden layer")
     if axes is None:
         fig, axes = plt.subplots(1, len(gradients), figsize=(3.2 * len(gradients), 3), sharex=True,

@@ -82,6 +82,9 @@ class ProbeHistory:
     def ratio_first_to_last(self, metric: str = "grad_norm") -> Array:
         """metric of the first layer over that of the last, one value per record: below 1 when
         the layer nearest the input gets the smaller gradient."""
+        metric = checks.choice(metric, "metric", METRICS)
+        if metric not in self.metrics:
+            raise ValueError(f"this history has no {metric!r}; it holds {', '.join(self.metrics)}")
         values = self[metric]
         return values[:, 0] / values[:, -1]
 
@@ -398,8 +401,9 @@ def plot_history(history: ProbeHistory, metrics: Sequence[str] = ("grad_norm", "
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
         axes = axes[0]
         fig.suptitle(title)
-    elif len(axes) != len(metrics):
-        raise ValueError(f"axes has {len(axes)} panels for {len(metrics)} metrics")
+    elif isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or len(axes) != len(metrics) \
+            or not all(isinstance(ax, plt.Axes) for ax in axes):
+        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
     n = len(history.layers)
     colours = plt.cm.viridis(np.linspace(0, 0.9, n))
     kernel = np.ones(smooth) / smooth

@@ -113,7 +113,8 @@ class RecurrentConfig:
 
     def but(self, **changes: Any) -> "RecurrentConfig":
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        known = [f.name for f in dataclasses.fields(self)]
+        return dataclasses.replace(self, **checks.settings(changes, known, "a RecurrentConfig"))
 
 
 @dataclass

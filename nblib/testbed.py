@@ -87,7 +87,8 @@ class Config:
 
     def but(self, **changes: Any) -> "Config":
         """A copy with some fields changed: ``base.but(activation="tanh")``."""
-        return dataclasses.replace(self, **changes)
+        known = [f.name for f in dataclasses.fields(self)]
+        return dataclasses.replace(self, **checks.settings(changes, known, "a testbed.Config"))
 
 
 def activation_module(name: str) -> nn.Module:

@@ -50,6 +50,8 @@ def test_a_diverged_run_is_a_gap_not_an_error():
     (lambda ax: plots.neuron_bars([np.ones(3)], neurons=0, title="t"), ValueError, r"neurons must be at least 1"),
     (lambda ax: plots.neuron_bars([np.ones(3), np.ones(3)], title="t", axes=[ax]), ValueError,
      r"axes must be a list of 2 Axes"),
+    (lambda ax: plots.neuron_bars([np.ones(3)], title="t", axes="x"), ValueError, r"axes must be a list of 1 Axes"),
+    (lambda ax: plots.neuron_bars([np.ones(3)], title="t", axes=[None]), ValueError, r"axes must be a list of 1 Axes"),
     (lambda ax: plots.speed_curves(np.ones(3), title="t"), ValueError, r"speeds must be a 2-D array"),
     (lambda ax: plots.speed_curves(np.ones((3, 2)), title="t", band=1), TypeError, r"band must be a pair"),
     (lambda ax: plots.speed_curves(np.ones((3, 2)), title="t", band=(np.ones((3, 2)), np.ones((2, 2)))),

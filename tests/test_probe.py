@@ -195,6 +195,10 @@ def test_ratio_first_to_last_and_missing_metric():
     np.testing.assert_allclose(h.ratio_first_to_last(), [0.25, 1.0])
     with pytest.raises(KeyError, match="no metric 'speed'"):
         h["speed"]
+    with pytest.raises(ValueError, match="metric must be one of 'grad_norm', .*, got 'speed'"):
+        h.ratio_first_to_last("speed")
+    with pytest.raises(ValueError, match="this history has no 'dead'; it holds grad_norm"):
+        h.ratio_first_to_last("dead")
 
 
 def test_the_probe_does_not_change_training():
@@ -292,7 +296,9 @@ def test_plot_history_draws_one_line_per_layer_in_each_panel():
     ({"metrics": "grad_norm"}, ValueError, "metrics must be a non-empty list"),
     ({"metrics": ["speed"]}, ValueError, "unknown metric 'speed'"),
     ({"smooth": 0}, ValueError, "smooth must be at least 1"),
-    ({"axes": [None, None, None]}, ValueError, "axes has 3 panels for 4 metrics"),
+    ({"axes": [None, None, None]}, ValueError, "axes must be a list of 4 matplotlib Axes, one per metric"),
+    ({"axes": "abcd"}, ValueError, "axes must be a list of 4 matplotlib Axes"),
+    ({"axes": [None] * 4}, ValueError, "axes must be a list of 4 matplotlib Axes"),
     ({"title": None}, TypeError, "title must be a string, got None"),
 ])
 def test_plot_history_errors(kwargs, error, message):

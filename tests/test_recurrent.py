@@ -215,3 +215,8 @@ def test_adding_problem_refuses_bad_devices_and_sizes_too_large():
         recurrent.adding_problem(3, 4, on="gpu")
     with pytest.raises(ValueError, match=r"the sequences, 3 x n x length would be"):
         recurrent.adding_problem(10 ** 6, 10 ** 4)
+
+
+def test_but_names_an_unknown_setting():
+    with pytest.raises(TypeError, match=r"a RecurrentConfig has no setting 'lenght'; its settings are kind, length"):
+        RecurrentConfig().but(lenght=3)

@@ -422,3 +422,8 @@ def test_the_helpers_still_accept_what_the_chapter_gives_them():
     assert testbed.finite_mean([1.0, np.nan, 3.0]) == 2.0 and math.isnan(testbed.finite_mean([]))
     assert testbed.geometric_mean(np.array([[1.0, 100.0]])) == pytest.approx(10.0)
     assert testbed.number(np.float64(0.5)) == "0.50" and testbed.number(math.nan) == "–"
+
+
+def test_but_names_an_unknown_setting():
+    with pytest.raises(TypeError, match=r"a testbed.Config has no setting 'dpth'; its settings are depth, width"):
+        SMALL.but(dpth=3)

@@ -109,7 +109,8 @@ def _fingerprint(x: Array) -> float:
     rows at a time (so that a float32 data set is never copied whole)."""
     rows, cols = _fingerprint_weights(*x.shape)
     block = 4096
-    return float(sum(rows[i:i + block] @ (x[i:i + block] @ cols) for i in range(0, len(x), block)))
+    with np.errstate(invalid="ignore", over="ignore"):    # BLAS's spurious flags: see nblib.networks
+        return float(sum(rows[i:i + block] @ (x[i:i + block] @ cols) for i in range(0, len(x), block)))
 
 
 @functools.lru_cache(maxsize=8)

@@ -179,7 +179,9 @@ def test_mimebundle_has_both_faces():
     assert "nblib-player" in bundle["text/html"] and "sliders slope, shift" in bundle["text/plain"]
 
 
-def test_mimebundle_without_ipywidgets_is_the_player(monkeypatch):
+@pytest.fixture
+def no_ipywidgets(monkeypatch):
+    """Make ``import ipywidgets`` fail, as where it is not installed."""
     real_import = builtins.__import__
 
     def no_widgets(name, *args, **kwargs):
@@ -188,6 +190,9 @@ def test_mimebundle_without_ipywidgets_is_the_player(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_widgets)
+
+
+def test_mimebundle_without_ipywidgets_is_the_player(no_ipywidgets):
     bundle = line_explorer()._repr_mimebundle_()
     assert set(bundle) == {"text/html", "text/plain"}
 
@@ -199,15 +204,7 @@ def test_numpy_integers_are_accepted_as_dpi_and_colours():
     assert explorer.dpi == 72 and type(explorer.dpi) is int and explorer.colours == 16
 
 
-def test_live_without_ipywidgets_says_what_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_widgets(name, *args, **kwargs):
-        if name == "ipywidgets":
-            raise ImportError("No module named 'ipywidgets'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_widgets)
+def test_live_without_ipywidgets_says_what_to_install(no_ipywidgets):
     with pytest.raises(ImportError, match=r"Explorer.live\(\) needs ipywidgets, which is not installed: pip install ipywidgets"):
         line_explorer().live()
 

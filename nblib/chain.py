@@ -23,8 +23,9 @@ from numbers import Integral
 
 import numpy as np
 
+from . import checks
 from .checks import integer, number
-from .networks import Network, check_inputs, sigmoid, sigmoid_prime
+from .networks import Network, check_inputs, check_network, sigmoid, sigmoid_prime
 
 Array = np.ndarray
 
@@ -36,9 +37,10 @@ def random_chains(n: int, depth: int, *, seed: int | np.random.Generator = 0,
     arrays ``(weights, biases)`` of shape (n, depth). Weight j feeds neuron j (weight 0 takes the
     input x)."""
     n, depth = integer(n, "n"), integer(depth, "depth")
+    checks.size(2 * n * depth, "the weights and biases, 2 x n x depth")
     weight_std = number(weight_std, "weight_std", non_negative=True)
     bias_std = number(bias_std, "bias_std", non_negative=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(checks.seed(seed, generator=True))
     return weight_std * rng.standard_normal((n, depth)), bias_std * rng.standard_normal((n, depth))
 
 
@@ -76,7 +78,7 @@ def bias_gradients(weights: Array, biases: Array, x: float | Array, dC_da: float
     later = weights[..., 1:] * own[..., 1:]                                   # w_k f'(z_k), k = 2..L
     # prod_{k > j} w_k f'(z_k), a reversed cumulative product (1 for the last neuron)
     tail = np.concatenate([np.cumprod(later[..., ::-1], axis=-1)[..., ::-1], np.ones_like(own[..., :1])], axis=-1)
-    return own * tail * _finite_array(dC_da, "dC_da")[..., None]
+    return own * tail * _input(dC_da, weights.shape[:-1], "dC_da")[..., None]
 
 
 def log10_factors(weights: Array, biases: Array, x: float | Array, *, scale: float = 1.0) -> tuple[Array, Array]:
@@ -105,6 +107,7 @@ def exploding_chain(depth: int, *, weight: float = 100.0, x: float = 1.0) -> tup
     every z_j = 0 (b_1 = -weight * x, then b_j = -weight / 2), so each factor w sigma'(0) is
     weight / 4. Returns ``(weights, biases)`` of shape (depth,)."""
     depth = integer(depth, "depth")
+    checks.size(2 * depth, "the weights and biases, 2 x depth")
     weight, x = number(weight, "weight"), number(x, "x")
     weights = np.full(depth, float(weight))
     biases = np.full(depth, -weight * sigmoid(0.0))
@@ -125,6 +128,7 @@ def logistic_map(x: float | Array, *, r: float = 3.5, steps: int = 1) -> tuple[A
     if not 0 <= r <= 4:
         raise ValueError(f"r must lie in [0, 4] so that the map sends [0, 1] into itself, got {r}")
     steps = integer(steps, "steps", at_least=0)
+    checks.size(2 * (steps + 1) * x.size, "the orbit and its derivative, 2 x (steps + 1) x x.size")
     orbit, derivative = np.empty((steps + 1, *x.shape)), np.empty((steps + 1, *x.shape))
     orbit[0], derivative[0] = x, 1.0
     for n in range(steps):
@@ -210,17 +214,16 @@ def _finite_array(value: Array, name: str) -> Array:
     return arr
 
 
-def _input(x: float | Array, shape: tuple[int, ...]) -> Array:
-    arr = _finite_array(x, "x")
+def _input(x: float | Array, shape: tuple[int, ...], name: str = "x") -> Array:
+    arr = _finite_array(x, name)
     try:
         return np.broadcast_to(arr, shape).astype(np.float64)
     except ValueError:
-        raise ValueError(f"x must be a number or broadcast to the chains' shape {shape}, got shape {arr.shape}") from None
+        raise ValueError(f"{name} must be a number or broadcast to the chains' shape {shape}, got shape {arr.shape}") from None
 
 
 def _check_network(net: Network) -> None:
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be an nblib.networks.Network, got {type(net).__name__}")
+    check_network(net)
     if len(net.sizes) < 3:
         raise ValueError(f"net must have at least one hidden layer, got sizes {net.sizes}")
 

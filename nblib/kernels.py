@@ -25,8 +25,13 @@ import math
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+
+from . import checks
+from .checks import integer, number
+from .networks import check_decay, check_float_dtype, check_layers
 
 try:  # numba is optional: without it nblib.training falls back to numpy.
     import numba
@@ -51,10 +56,27 @@ class SparseRows:
     values: Array
     shape: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        """The compiled loop trusts these indices: check them once, when the rows are made."""
+        rows, cols = self.shape
+        arrays = (self.indptr, self.indices, self.values)
+        if not all(isinstance(a, np.ndarray) and a.ndim == 1 for a in arrays) \
+                or self.indptr.dtype != np.int64 or self.indices.dtype != np.int64 \
+                or self.values.dtype not in (np.float32, np.float64):
+            raise TypeError("SparseRows needs 1-D int64 indptr and indices and float32/float64 values: "
+                            "make them with SparseRows.from_dense(x, dtype)")
+        if len(self.indptr) != rows + 1 or self.indptr[0] != 0 or self.indptr[-1] != len(self.indices) \
+                or len(self.values) != len(self.indices) or np.any(np.diff(self.indptr) < 0) \
+                or (len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= cols)):
+            raise ValueError(f"these are not the compressed rows of a ({rows}, {cols}) array: "
+                             "make them with SparseRows.from_dense(x, dtype)")
+
     @classmethod
     def from_dense(cls, x: Array, dtype: np.dtype) -> "SparseRows":
         """The compressed rows of ``x``. The last few conversions are remembered (while ``x``
         is unchanged and alive), so training many networks on one data set converts it once."""
+        x = checks.array(x, "x", ndim=2, finite=False)   # (sgd has checked that x is finite)
+        dtype = check_float_dtype(dtype)
         key = (id(x), np.dtype(dtype).str)
         with _recent_lock:                      # run_parallel may convert from several threads
             cached = _recent.get(key)
@@ -87,7 +109,8 @@ def _fingerprint(x: Array) -> float:
     rows at a time (so that a float32 data set is never copied whole)."""
     rows, cols = _fingerprint_weights(*x.shape)
     block = 4096
-    return float(sum(rows[i:i + block] @ (x[i:i + block] @ cols) for i in range(0, len(x), block)))
+    with np.errstate(invalid="ignore", over="ignore"):    # BLAS's spurious flags: see nblib.networks
+        return float(sum(rows[i:i + block] @ (x[i:i + block] @ cols) for i in range(0, len(x), block)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -99,14 +122,61 @@ def _fingerprint_weights(n_rows: int, n_cols: int) -> tuple[Array, Array]:
 
 def sgd_epoch(weights: list[Array], biases: list[Array], inputs: SparseRows, labels: Array,
               order: Array, mini_batch_size: int, eta: float, lmbda: float, n: int,
-              frozen: tuple[int, ...] = ()) -> None:
+              frozen: Sequence[int] = ()) -> None:
     """Train in place for one epoch: the examples in ``order``, ``mini_batch_size`` at a time,
     with network2's rule for a training set of ``n`` examples. The layers listed in ``frozen``
-    (0 = the weights and biases into the first hidden layer) are left as they are."""
+    (0 = the weights and biases into the first hidden layer) are left as they are.
+
+    Every argument is checked first (the compiled loop trusts its indices, and an index out of
+    range would crash the interpreter); the checks take a few microseconds per 10,000 examples."""
+    if numba is None:
+        raise ValueError("kernels.sgd_epoch needs numba: pip install numba (or train with "
+                         "nblib.training.sgd(..., engine='numpy'))")
+    _check_layers_of(weights, biases)
+    checks.instance(inputs, "inputs", SparseRows, "nblib.kernels.SparseRows (SparseRows.from_dense(x, dtype))")
+    dtype = weights[0].dtype
+    if inputs.values.dtype != dtype or inputs.shape[1] != weights[0].shape[1]:
+        raise ValueError(f"inputs must be {inputs.shape[0]} rows of {weights[0].shape[1]} {dtype.name} "
+                         f"numbers for this network, got rows of {inputs.shape[1]} {inputs.values.dtype.name} "
+                         f"numbers: use SparseRows.from_dense(x, {dtype.name})")
+    labels = checks.labels(labels, "labels", weights[-1].shape[0], inputs.shape[0])
+    order = checks.array(order, "order", ndim=1, empty=True)
+    if order.dtype.kind not in "iu" or (len(order) and (order.min() < 0 or order.max() >= inputs.shape[0])):
+        raise ValueError(f"order must be integer indices of examples, in [0, {inputs.shape[0] - 1}]")
+    m = integer(mini_batch_size, "mini_batch_size")
+    eta, lmbda, n = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True), integer(n, "n")
+    check_decay(eta, lmbda, n)
+    frozen = check_layers(frozen, len(weights))
+    _sgd_epoch(weights, biases, inputs, labels, order, m, eta, 1.0 - eta * lmbda / n, frozen)
+
+
+def _check_layers_of(weights: list[Array], biases: list[Array]) -> None:
+    """One float32 or float64 (n_out, n_in) matrix and (n_out,) vector per layer, each layer's
+    n_in the previous one's n_out."""
+    if not (isinstance(weights, list) and isinstance(biases, list) and weights and len(weights) == len(biases)
+            and all(isinstance(p, np.ndarray) for p in weights + biases)):
+        raise TypeError("weights and biases must be lists of numpy arrays, one of each per layer "
+                        "(a Network's .weights and .biases)")
+    dtype = weights[0].dtype
+    if dtype not in (np.float32, np.float64) or any(p.dtype != dtype for p in weights + biases):
+        raise TypeError(f"weights and biases must all be float32 or all float64, got "
+                        f"{sorted({p.dtype.name for p in weights + biases})}")
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if w.ndim != 2 or b.shape != (w.shape[0],) or (l and w.shape[1] != weights[l - 1].shape[0]):
+            raise ValueError(f"layer {l}: weights of shape {w.shape} and biases of shape {b.shape} do not "
+                             f"make a network (weights[l] is (n_out, n_in), biases[l] is (n_out,))")
+
+
+def _sgd_epoch(weights: list[Array], biases: list[Array], inputs: SparseRows, labels: Array,
+               order: Array, mini_batch_size: int, eta: float, decay: float,
+               frozen: tuple[int, ...]) -> None:
+    """``sgd_epoch`` on checked arguments (``nblib.training.sgd`` checks them once per run), with
+    the weight decay factor ``decay`` = 1 - eta*lmbda/n."""
     dtype = weights[0].dtype
     sizes = np.array([weights[0].shape[1]] + [w.shape[0] for w in weights], dtype=np.int64)
     padded = np.concatenate([sizes[:1], -(-sizes[1:] // PAD) * PAD])   # widths rounded up to PAD
     trainable = np.array([l not in frozen for l in range(len(weights))])
+    m = max(1, min(mini_batch_size, len(order)))        # a mini-batch is at most the whole epoch
     wt, b = [], []
     for l, (w, bias) in enumerate(zip(weights, biases)):
         block = np.zeros((padded[l], padded[l + 1]), dtype)
@@ -114,10 +184,10 @@ def sgd_epoch(weights: list[Array], biases: list[Array], inputs: SparseRows, lab
         wt.append(block.ravel())
         b.append(np.concatenate([bias, np.zeros(padded[l + 1] - sizes[l + 1])]).astype(dtype))
     wt, b = np.concatenate(wt), np.concatenate(b)
-    decay = 1.0 - eta * lmbda / n
+    with np.errstate(over="ignore"):          # an eta too large for float32 is inf: the run diverges
+        eta, decay = dtype.type(eta), dtype.type(decay)
     scales = _epoch(wt, b, sizes, padded, trainable, inputs.indptr, inputs.indices, inputs.values,
-                    labels.astype(np.int64), order.astype(np.int64), mini_batch_size,
-                    dtype.type(eta), dtype.type(decay))
+                    labels.astype(np.int64), order.astype(np.int64), m, eta, decay)
     w_at = b_at = 0
     for l in range(len(weights)):
         n_in, n_out = padded[l], padded[l + 1]

@@ -19,6 +19,10 @@ Importing this module imports torch.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +31,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .checks import integer, number
-from .torchutil import device as default_device
+from .torchutil import as_device, float_dtype
 from .training import show_progress
 
 Tensor = torch.Tensor
@@ -69,11 +74,9 @@ def gaussian(runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0
 
     Returns a stack of shape (runs, depth, width, width). The numbers are drawn on the CPU from
     a generator seeded with ``seed``, so they are the same on every device."""
-    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
-    scale = number(scale, "scale", non_negative=True)
-    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
+    runs, depth, width, scale, g, on, dtype = _stack_settings(runs, depth, width, scale, seed, device, dtype)
     w = torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64)
-    return (w * (scale / width ** 0.5)).to(device or default_device(), dtype)
+    return (w * (scale / width ** 0.5)).to(on, dtype)
 
 
 def orthogonal(runs: int, depth: int, width: int, *, seed: int, scale: float = 1.0,
@@ -82,12 +85,20 @@ def orthogonal(runs: int, depth: int, width: int, *, seed: int, scale: float = 1
 
     The Q of the QR decomposition of a Gaussian matrix, with the signs of its columns fixed so
     that R has a positive diagonal (without that fix Q is not uniformly distributed)."""
-    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
-    scale = number(scale, "scale", non_negative=True)
-    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
+    runs, depth, width, scale, g, on, dtype = _stack_settings(runs, depth, width, scale, seed, device, dtype)
     q, r = torch.linalg.qr(torch.randn(runs, depth, width, width, generator=g, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    return (scale * q).to(device or default_device(), dtype)
+    return (scale * q).to(on, dtype)
+
+
+def _stack_settings(runs: int, depth: int, width: int, scale: float, seed: int, device: Any,
+                    dtype: Any) -> tuple[int, int, int, float, torch.Generator, torch.device, torch.dtype]:
+    """The checked settings of a stack of random matrices, and its seeded CPU generator."""
+    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
+    checks.size(runs * depth * width * width, "the stack, runs x depth x width x width")
+    scale = number(scale, "scale", non_negative=True)
+    on, dtype = as_device(device, "device"), float_dtype(dtype)
+    return runs, depth, width, scale, torch.Generator().manual_seed(checks.seed(seed)), on, dtype
 
 
 def fold(weights: Tensor, times: int = 1) -> Tensor:
@@ -110,8 +121,7 @@ def initialise(kind: str, runs: int, depth: int, width: int, *, seed: int, scale
                device: torch.device | None = None) -> Tensor:
     """One of ``INITIALISATIONS``: "gaussian" (Orhan's Fold 0), "folded" (his Fold 1: the
     same Gaussian matrices, folded once) or "orthogonal"."""
-    if kind not in INITIALISATIONS:
-        raise ValueError(f"kind must be one of {INITIALISATIONS}, got {kind!r}")
+    kind = checks.choice(kind, "kind", INITIALISATIONS)
     if kind == "orthogonal":
         return orthogonal(runs, depth, width, seed=seed, scale=scale, device=device)
     w = gaussian(runs, depth, width, seed=seed, scale=scale, device=device)
@@ -124,6 +134,7 @@ def forward(weights: Tensor, x: Tensor, *, residual: bool = False) -> list[Tenso
     (runs, batch, n), the inputs first and the outputs last."""
     weights = check_weights(weights)
     h = _check_batch(x, "x", weights)
+    residual = checks.boolean(residual, "residual")
     activations = [h]
     for l in range(weights.shape[1]):
         z = torch.bmm(h, weights[:, l].transpose(1, 2))
@@ -147,10 +158,15 @@ def backward(weights: Tensor, activations: list[Tensor], output_grad: Tensor, *,
     every layer's activations, a tensor of shape (runs, L + 1, batch, n), inputs first)."""
     weights = check_weights(weights)
     depth = weights.shape[1]
-    if len(activations) != depth + 1:
+    if not isinstance(activations, (list, tuple)) or len(activations) != depth + 1:
         raise ValueError(f"activations must hold {depth + 1} tensors (inputs and every layer), "
-                         f"got {len(activations)}")
+                         f"got {len(activations) if isinstance(activations, (list, tuple)) else activations!r}")
     g = _check_batch(output_grad, "output_grad", weights)
+    for l, a in enumerate(activations):
+        if not isinstance(a, torch.Tensor) or a.shape != g.shape:
+            raise ValueError(f"activations[{l}] must be a tensor of shape {tuple(g.shape)}, like the "
+                             f"outputs' gradient, as forward() returns them")
+    residual = checks.boolean(residual, "residual")
     grads = torch.empty_like(weights)
     at_layers = [g]
     for l in range(depth - 1, -1, -1):
@@ -215,6 +231,9 @@ class LinearHistory:
 
     def split(self, groups: dict[str, int]) -> dict[str, "LinearHistory"]:
         """Cut a stack's history into consecutive groups of runs, e.g. {"gaussian": 5, "orthogonal": 5}."""
+        if not isinstance(groups, dict) or not groups:
+            raise TypeError(f"groups must be a dict {{name: number of runs}}, got {groups!r}")
+        groups = {name: integer(size, f"groups[{name!r}]") for name, size in groups.items()}
         if sum(groups.values()) != self.loss.shape[0]:
             raise ValueError(f"groups must add up to the {self.loss.shape[0]} runs, got {groups}")
         out, start = {}, 0
@@ -240,8 +259,9 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size:
     target = _check_target(target, weights)
     steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
     record_every, lr = integer(record_every, "record_every"), number(lr, "lr", positive=True)
+    residual, seed = checks.boolean(residual, "residual"), checks.seed(seed)
     n = weights.shape[-1]
-    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
+    g = torch.Generator().manual_seed(seed)
     records: list[tuple[int, Tensor, Tensor, Tensor]] = []
 
     def record(step: int) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .networks import Gradients, Network
+from . import checks
+from .networks import Gradients, Network, check_network
 
 Array = np.ndarray
 
@@ -18,17 +19,19 @@ Array = np.ndarray
 def neuron_speeds(net: Network, x: Array, labels: Array) -> list[Array]:
     """dC/db_j for every neuron j of every layer (hidden layers first, the output layer last),
     with C the cross-entropy averaged over the inputs ``x``."""
-    return [g.astype(np.float64) for g in net.backprop(x, labels).biases]
+    return [g.astype(np.float64) for g in check_network(net).backprop(x, labels).biases]
 
 
 def learning_speeds(net: Network, x: Array, labels: Array, *, include_output: bool = False) -> Array:
     """Nielsen's speed of learning ||dC/db^l|| of each hidden layer (and of the output layer
     too if ``include_output``), as a 1-D array ordered from the input side."""
-    return speeds_of(net.backprop(x, labels), include_output=include_output)
+    return speeds_of(check_network(net).backprop(x, labels), include_output=include_output)
 
 
 def speeds_of(grads: Gradients, *, include_output: bool = False) -> Array:
     """The learning speeds ||dC/db^l|| read off gradients already computed by ``Network.backprop``."""
+    checks.instance(grads, "grads", Gradients, "the Gradients that Network.backprop returns")
+    include_output = checks.boolean(include_output, "include_output")
     speeds = np.array([np.linalg.norm(g.astype(np.float64)) for g in grads.biases])
     return speeds if include_output else speeds[:-1]
 
@@ -36,6 +39,5 @@ def speeds_of(grads: Gradients, *, include_output: bool = False) -> Array:
 def speeds_at_initialisation(sizes: list[int], x: Array, labels: Array, seeds: range | list[int],
                              dtype: type = np.float64) -> Array:
     """Learning speeds of freshly initialised networks, one row per seed: shape (seeds, hidden layers)."""
-    if len(seeds) == 0:
-        raise ValueError("seeds is empty: give at least one seed, e.g. range(100)")
+    seeds = checks.seeds(seeds)
     return np.array([learning_speeds(Network(sizes, seed=s, dtype=dtype), x, labels) for s in seeds])

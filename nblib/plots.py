@@ -9,10 +9,14 @@ nothing outside a book build, e.g. on Colab.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import is_color_like
+
+from . import checks
 
 Array = np.ndarray
 DEPTH_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
@@ -21,6 +25,7 @@ DEPTH_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Make ``value`` available to the text as ``{glue:text}`name``` (myst-nb). Numpy scalars are
     handed over as plain Python numbers, so that format specs like ``:.2f`` work on them."""
+    checks.text(name, "name")
     if isinstance(value, np.generic):
         value = value.item()
     try:
@@ -48,7 +53,13 @@ def sci(value: float, digits: int = 1) -> str:
 def mean_band(ax: plt.Axes, x: Array, runs: Array, label: str, colour: str | None = None) -> plt.Axes:
     """Plot the mean of ``runs`` (one row per run) against ``x``, with a band from the lowest
     to the highest run."""
-    runs = np.atleast_2d(np.asarray(runs, dtype=float))
+    _check_axes(ax, "ax")
+    runs = _curves(runs, "runs")
+    x = checks.array(x, "x", ndim=1)
+    if len(x) != runs.shape[1]:
+        raise ValueError(f"x has {len(x)} values but runs has {runs.shape[1]} columns (one per value of x)")
+    checks.text(label, "label")
+    _check_colour(colour)
     (line,) = ax.plot(x, runs.mean(axis=0), label=label, color=colour)
     if len(runs) > 1:
         ax.fill_between(x, runs.min(axis=0), runs.max(axis=0), color=line.get_color(), alpha=0.2,
@@ -59,9 +70,14 @@ def mean_band(ax: plt.Axes, x: Array, runs: Array, label: str, colour: str | Non
 def accuracy_curves(curves: dict[str, Array], *, title: str, ax: plt.Axes | None = None) -> plt.Axes:
     """Validation accuracy (in %) per epoch: one line per label, the mean over runs with the
     min-max band. ``curves[label]`` has one row per run (seed) and one column per epoch."""
-    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    if not isinstance(curves, Mapping) or not curves:
+        raise TypeError(f"curves must be a non-empty dict {{label: runs}}, got {curves!r:.60}")
+    curves = {checks.text(label, "every label of curves"): _curves(runs, f"curves[{label!r}]")
+              for label, runs in curves.items()}
+    checks.text(title, "title")
+    ax = _check_axes(ax, "ax") if ax is not None else plt.subplots(figsize=(7, 4))[1]
     for i, (label, runs) in enumerate(curves.items()):
-        runs = 100 * np.atleast_2d(np.asarray(runs, dtype=float))
+        runs = 100 * runs
         mean_band(ax, np.arange(1, runs.shape[1] + 1), runs, label, DEPTH_COLOURS[i % 6])
     ax.set(title=title, xlabel="epoch", ylabel="validation accuracy (%)")
     ax.grid(alpha=0.3)
@@ -73,15 +89,22 @@ def neuron_bars(gradients: Sequence[Array], *, neurons: int = 6, title: str,
                 axes: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
     """Nielsen's picture of how fast each neuron learns: for each hidden layer, horizontal bars
     of dC/db for its first ``neurons`` neurons, all on one scale."""
-    gradients = [np.asarray(g, dtype=float)[:neurons] for g in gradients]
+    if isinstance(gradients, np.ndarray) or not isinstance(gradients, Sequence) or not gradients:
+        raise TypeError("gradients must be a non-empty list with one 1-D array of dC/db per hidden layer")
+    neurons = checks.integer(neurons, "neurons")
+    gradients = [checks.array(g, f"gradients[{l}]", ndim=1).astype(float)[:neurons] for l, g in enumerate(gradients)]
+    checks.text(title, "title")
+    if axes is not None and (isinstance(axes, (str, bytes, plt.Axes)) or not isinstance(axes, (Sequence, np.ndarray))
+                             or len(axes) != len(gradients) or not all(isinstance(ax, plt.Axes) for ax in axes)):
+        raise ValueError(f"axes must be a list of {len(gradients)} Axes, one per hidden layer")
     if axes is None:
         fig, axes = plt.subplots(1, len(gradients), figsize=(3.2 * len(gradients), 3), sharex=True,
                                  squeeze=False)
         axes = axes[0]
         fig.suptitle(title)
-    limit = 1.1 * max(np.abs(g).max() for g in gradients)
+    limit = 1.1 * max(np.abs(g).max() for g in gradients) or 1.0     # all zero: any scale
     for l, (ax, g) in enumerate(zip(axes, gradients), start=1):
-        ax.barh(np.arange(len(g)), g, color=DEPTH_COLOURS[l - 1])
+        ax.barh(np.arange(len(g)), g, color=DEPTH_COLOURS[(l - 1) % len(DEPTH_COLOURS)])
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"hidden layer {l}", xlim=(-limit, limit), xlabel=r"$\partial C / \partial b$",
                yticks=np.arange(len(g)), yticklabels=[f"neuron {j + 1}" for j in range(len(g))])
@@ -95,8 +118,16 @@ def speed_curves(speeds: Array, *, title: str, ax: plt.Axes | None = None,
     """Learning speed of each hidden layer against epoch, on a log scale. ``speeds`` has one row
     per epoch and one column per hidden layer; ``band``, if given, is (low, high) arrays of the
     same shape drawn around each line."""
-    speeds = np.asarray(speeds, dtype=float)
-    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    speeds = checks.array(speeds, "speeds", ndim=2, finite=False).astype(float)
+    if band is not None:
+        if isinstance(band, (str, bytes)) or not isinstance(band, (Sequence, np.ndarray)) or len(band) != 2:
+            raise TypeError(f"band must be a pair (low, high) of arrays shaped like speeds, got {band!r:.60}")
+        band = [checks.array(b, f"band[{i}]", finite=False) for i, b in enumerate(band)]
+        if any(b.shape != speeds.shape for b in band):
+            raise ValueError(f"band's low and high must have the shape of speeds, {speeds.shape}, "
+                             f"got {band[0].shape} and {band[1].shape}")
+    checks.text(title, "title")
+    ax = _check_axes(ax, "ax") if ax is not None else plt.subplots(figsize=(7, 4))[1]
     epochs = np.arange(len(speeds))
     for l in range(speeds.shape[1]):
         colour = DEPTH_COLOURS[l % 6]
@@ -114,7 +145,18 @@ class Table:
     """A small table that shows itself as HTML in Jupyter and in the book, and as text elsewhere."""
 
     def __init__(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> None:
-        self.header, self.rows, self.caption = list(header), [list(r) for r in rows], caption
+        """``rows`` must each have one cell per column of ``header``."""
+        for name, value in (("header", header), ("rows", rows)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+                raise TypeError(f"{name} must be a list, got {value!r:.60}")
+        if len(header) == 0:
+            raise ValueError("header must name at least one column")
+        for i, row in enumerate(rows):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+                raise TypeError(f"rows[{i}] must be a list of cells, got {row!r:.60}")
+            if len(row) != len(header):
+                raise ValueError(f"rows[{i}] has {len(row)} cells but the header has {len(header)} columns")
+        self.header, self.rows, self.caption = list(header), [list(r) for r in rows], checks.text(caption, "caption")
 
     def _repr_html_(self) -> str:
         cell = lambda tag, v: f"<{tag}>{html.escape(str(v))}</{tag}>"  # noqa: E731
@@ -131,7 +173,26 @@ class Table:
 
 
 def mean_sd(values: Array, digits: int = 2, scale: float = 1.0) -> str:
-    """'mean ± sd' of ``values`` times ``scale`` (the sample standard deviation, n - 1)."""
-    values = scale * np.asarray(values, dtype=float)
+    """'mean ± sd' of ``values`` times ``scale`` (the sample standard deviation, n - 1). NaN
+    values (a run that diverged, say) give 'nan', never a number that hides them."""
+    digits = checks.integer(digits, "digits", 0, at_most=20)
+    values = checks.number(scale, "scale") * checks.array(values, "values", finite=False).astype(float)
     sd = values.std(ddof=1) if len(values) > 1 else 0.0
     return f"{values.mean():.{digits}f} ± {sd:.{digits}f}"
+
+
+def _check_axes(ax: Any, name: str) -> plt.Axes:
+    return checks.instance(ax, name, plt.Axes, "a matplotlib Axes (e.g. plt.subplots()[1])")
+
+
+def _check_colour(colour: Any) -> None:
+    if colour is not None and not is_color_like(colour):
+        raise ValueError(f"colour must be a matplotlib colour such as 'C0' or '#1b9e77', got {colour!r}")
+
+
+def _curves(runs: Array, name: str) -> Array:
+    """One row per run, one column per point: a 1-D array is one run (NaN allowed: a gap)."""
+    arr = checks.array(runs, name, finite=False).astype(float)
+    if arr.ndim > 2:
+        raise ValueError(f"{name} must have one row per run and one column per point, got shape {arr.shape}")
+    return np.atleast_2d(arr)

@@ -37,6 +37,10 @@ forward pass without training.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checks
 from .checks import integer
 from .degeneracy import effective_rank
 
@@ -77,6 +82,9 @@ class ProbeHistory:
     def ratio_first_to_last(self, metric: str = "grad_norm") -> Array:
         """metric of the first layer over that of the last, one value per record: below 1 when
         the layer nearest the input gets the smaller gradient."""
+        metric = checks.choice(metric, "metric", METRICS)
+        if metric not in self.metrics:
+            raise ValueError(f"this history has no {metric!r}; it holds {', '.join(self.metrics)}")
         values = self[metric]
         return values[:, 0] / values[:, -1]
 
@@ -88,8 +96,14 @@ class Probe:
     pairs, the activation module may be None. By default the probe pairs each activation
     module found in ``model`` with the weight module registered most recently before it, so
     ``nn.Sequential(nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, ..., nn.Linear)`` gives one layer
-    per hidden layer (the output layer, with no activation after it, is left out). A module
-    called twice in one step (a shared ``nn.ReLU``, say) is measured over both calls.
+    per hidden layer (the output layer, with no activation after it, is left out); one
+    activation module placed several times in an ``nn.Sequential`` gives one layer per place.
+    Each call of an activation module is measured for the layer whose weight module ran last
+    before it, so a shared ``nn.ReLU`` is measured separately after each of its weight modules
+    (pass ``layers`` to name them: an activation module reused in ``forward`` cannot be found
+    from the model's modules alone, and a step in which it runs after a weight module it is not
+    paired with is refused, with a message that says how to pass the layers). A layer called
+    twice in one step is measured over both calls.
     """
 
     def __init__(self, model: nn.Module,
@@ -99,12 +113,11 @@ class Probe:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         every = integer(every, "every")
-        if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) or not 0 < saturation < 1:
-            raise ValueError(f"saturation must be a number between 0 and 1 (a fraction of the largest "
-                             f"slope), got {saturation!r}")
+        saturation = checks.fraction(saturation, "saturation")   # a fraction of the largest slope
         rank_rows = integer(rank_rows, "rank_rows")
-        self.model, self.every, self.saturation, self.rank_rows = model, every, float(saturation), rank_rows
+        self.model, self.every, self.saturation, self.rank_rows = model, every, saturation, rank_rows
         self.names, self.pairs = _layers(model, layers)
+        self._module_names = {id(m): name or type(m).__name__ for name, m in model.named_modules()}
         self.count = 0          # training steps seen so far
         self._rows: list[dict[str, Array]] = []
         self._steps: list[int] = []
@@ -124,12 +137,14 @@ class Probe:
         grads: dict[tuple[int, str], torch.Tensor] = {}
         acts: list[list[torch.Tensor]] = [[] for _ in self.pairs]
         act_grads: list[list[torch.Tensor]] = [[] for _ in self.pairs]
-        handles = self._attach(grads, acts, act_grads)
+        strays: list[tuple[nn.Module, nn.Module | None]] = []
+        handles = self._attach(grads, acts, act_grads, strays)
         try:
             yield True
         finally:
             for h in handles:
                 h.remove()
+        self._refuse_strays(strays)
         row = self._summarise(before, weights, grads, acts, act_grads)
         self._rows.append(row)
         self._steps.append(self.count - 1)
@@ -143,7 +158,8 @@ class Probe:
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
         acts: list[list[torch.Tensor]] = [[] for _ in self.pairs]
-        handles = self._attach(None, acts, None)
+        strays: list[tuple[nn.Module, nn.Module | None]] = []
+        handles = self._attach(None, acts, None, strays)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -153,6 +169,7 @@ class Probe:
             self.model.train(was_training)
             for h in handles:
                 h.remove()
+        self._refuse_strays(strays)
         stats = [self._activation_stats(a, act) for (_, act), a in zip(self.pairs, acts)]
         return {m: np.array([s[m] for s in stats]) for m in ACTIVATION_METRICS}
 
@@ -163,8 +180,13 @@ class Probe:
         return ProbeHistory(list(self.names), np.array(self._steps, dtype=int), metrics)
 
     # --- internals -----------------------------------------------------------------------------
-    def _attach(self, grads: dict | None, acts: list, act_grads: list | None) -> list:
-        handles = []
+    def _attach(self, grads: dict | None, acts: list, act_grads: list | None, strays: list) -> list:
+        """Hooks for one recorded step (or ``measure``): parameter hooks that add up the weight
+        and bias gradients, forward hooks on every weight module that note which ran last, and
+        on each activation module one hook that gives each call's output to the layer of the
+        weight module that ran just before it (or, if none of its layers, to ``strays``)."""
+        handles, last = [], {"module": None}
+        layers_of: dict[int, list[tuple[int, nn.Module]]] = {}
         for i, (weight_module, act_module) in enumerate(self.pairs):
             if grads is not None:
                 for kind in ("weight", "bias"):
@@ -172,9 +194,36 @@ class Probe:
                     if isinstance(p, torch.Tensor) and p.requires_grad:
                         handles.append(p.register_hook(_accumulate(grads, (i, kind))))
             if act_module is not None:
-                keep_grads = None if act_grads is None else act_grads[i]
-                handles.append(act_module.register_forward_hook(_keep_output(acts[i], keep_grads)))
+                layers_of.setdefault(id(act_module), []).append((i, weight_module))
+        watched = {id(m): m for m in self.model.modules() if isinstance(m, WEIGHT_TYPES)}
+        watched.update((id(w), w) for w, _ in self.pairs)
+
+        def ran(module: nn.Module, inputs: tuple, output: object) -> None:
+            last["module"] = module
+
+        handles += [m.register_forward_hook(ran) for m in watched.values()]
+        acts_by_id = {id(a): a for _, a in self.pairs if a is not None}
+        for key, act_module in acts_by_id.items():
+            keep = {i: _keep_output(acts[i], None if act_grads is None else act_grads[i]) for i, _ in layers_of[key]}
+            handles.append(act_module.register_forward_hook(_dispatch(layers_of[key], keep, last, strays)))
         return handles
+
+    def _refuse_strays(self, strays: list) -> None:
+        """Refuse a step in which an activation module ran after a weight module it is not paired with."""
+        if not strays:
+            return
+        act, after = strays[0]
+        name = lambda m: repr(self._module_names.get(id(m), type(m).__name__))  # noqa: E731
+        paired = [name(w) for w, a in self.pairs if a is act]
+        ran_after = f"after {name(after)}" if after is not None else "before any weight module"
+        example = ", ".join(f'"{n}": (model.{n}, model.{self._module_names.get(id(act), "act")})'
+                            for n in ("fc1", "fc2"))
+        raise ValueError(
+            f"the activation module {name(act)} ran {ran_after}, but the probe pairs it only with "
+            f"{' and '.join(paired)}: one activation module is used after several layers (a shared "
+            f"self.act called in forward, say), and the probe cannot tell its calls apart from the "
+            f"model's modules alone. Give each layer its own activation module, or pass the layers, "
+            f"one (weight module, activation module) pair each: Probe(model, layers={{{example}, ...}})")
 
     def _summarise(self, before: list, weights: list, grads: dict, acts: list, act_grads: list) -> dict:
         rows: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -230,6 +279,20 @@ def _accumulate(store: dict, key: tuple[int, str]):
     return hook
 
 
+def _dispatch(layers: list[tuple[int, nn.Module]], keep: dict, last: dict, strays: list):
+    """A forward hook for an activation module shared by ``layers`` (index, weight module): the
+    output goes to the layer whose weight module ran last, or the call is noted in ``strays``."""
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        for i, weight_module in layers:
+            if weight_module is last["module"]:
+                keep[i](module, inputs, output)
+                return
+        if not isinstance(output, torch.Tensor):
+            keep[layers[0][0]](module, inputs, output)          # refuses it, saying why
+        strays.append((module, last["module"]))
+    return hook
+
+
 def _keep_output(outputs: list, grads: list | None):
     """A forward hook that keeps the module's output (detached) and, when the output takes
     part in autograd and ``grads`` is a list, the gradient that later flows back into it."""
@@ -257,12 +320,13 @@ def _layers(model: nn.Module, layers) -> tuple[list[str], list[tuple[nn.Module, 
     """Names and (weight module, activation module) pairs, given or found in ``model``."""
     if layers is None:
         names, pairs, last = [], [], None
-        for name, module in model.named_modules():
+        for name, module in model.named_modules(remove_duplicate=False):   # a module placed twice counts twice
             if isinstance(module, WEIGHT_TYPES):
                 last = (name, module)
             elif isinstance(module, ACTIVATION_TYPES) and last is not None:
-                names.append(last[0])
-                pairs.append((last[1], module))
+                if not any(w is last[1] and a is module for w, a in pairs):
+                    names.append(last[0])
+                    pairs.append((last[1], module))
                 last = None
         if not pairs:
             raise ValueError(
@@ -330,14 +394,16 @@ def plot_history(history: ProbeHistory, metrics: Sequence[str] = ("grad_norm", "
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
     smooth = integer(smooth, "smooth")
+    checks.text(title, "title")
     if len(history.steps) == 0:
         raise ValueError("history is empty: the probe recorded no step")
     if axes is None:
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
         axes = axes[0]
         fig.suptitle(title)
-    elif len(axes) != len(metrics):
-        raise ValueError(f"axes has {len(axes)} panels for {len(metrics)} metrics")
+    elif isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or len(axes) != len(metrics) \
+            or not all(isinstance(ax, plt.Axes) for ax in axes):
+        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
     n = len(history.layers)
     colours = plt.cm.viridis(np.linspace(0, 0.9, n))
     kernel = np.ones(smooth) / smooth

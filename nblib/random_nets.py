@@ -14,12 +14,17 @@ Importing this module imports torch.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from . import checks
 from .checks import integer, number
 from .linear import check_weights, gaussian, orthogonal
 
@@ -50,11 +55,10 @@ def random_weights(runs: int, depth: int, width: int, *, init: str = "gaussian",
     "orthogonal" (scale times a random orthogonal matrix) layers. Both keep the mean square
     length of a vector, times scale^2; the usual choices are scale 1 for tanh and sqrt(2) for
     ReLU (which zeroes half of its inputs)."""
+    checks.choice(init, "init", ("gaussian", "orthogonal"))
     if init == "gaussian":
         return gaussian(runs, depth, width, seed=seed, scale=scale, device=device, dtype=dtype)
-    if init == "orthogonal":
-        return orthogonal(runs, depth, width, seed=seed, scale=scale, device=device, dtype=dtype)
-    raise ValueError(f"init must be 'gaussian' or 'orthogonal', got {init!r}")
+    return orthogonal(runs, depth, width, seed=seed, scale=scale, device=device, dtype=dtype)
 
 
 def _normalise(z: Tensor, how: str | None) -> Tensor:
@@ -81,6 +85,11 @@ def representations(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh",
         raise ValueError(f"biases must be a tensor of shape ({runs}, {depth}, {n}), got "
                          f"{tuple(biases.shape) if isinstance(biases, torch.Tensor) else type(biases).__name__}")
     h = _batch(x, n, weights).expand(runs, -1, -1)
+    if normalise == "batch" and h.shape[1] < 2:
+        raise ValueError("batch normalisation needs a batch of at least 2 examples (the spread of one example "
+                         f"is undefined), got x of shape {tuple(x.shape)}")
+    if normalise == "layer" and n < 2:
+        raise ValueError(f"layer normalisation needs layers of at least 2 units, got width {n}")
     phi, out = NONLINEARITIES[nonlinearity], [h]
     for l in range(depth):
         z = torch.bmm(h, weights[:, l].transpose(1, 2))
@@ -94,7 +103,9 @@ def representations(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh",
 def effective_dimensions(hidden: list[Tensor]) -> np.ndarray:
     """The participation ratio (``nblib.degeneracy.participation_ratio``) of every network's
     representations at every layer, from the eigenvalues of their covariance, all at once:
-    ``hidden`` as returned by ``representations``; returns an array of shape (runs, layers)."""
+    ``hidden`` as returned by ``representations``; returns an array of shape (runs, layers).
+    Representations that are not finite (a network whose activations overflowed) have no
+    dimension: NaN."""
     if not isinstance(hidden, (list, tuple)) or not hidden or not all(isinstance(h, torch.Tensor) and h.ndim == 3
                                                                       for h in hidden):
         raise TypeError("hidden must be a non-empty list of tensors of shape (runs, batch, n), "
@@ -102,11 +113,13 @@ def effective_dimensions(hidden: list[Tensor]) -> np.ndarray:
     h = torch.stack([t.double() for t in hidden], dim=1)               # (runs, layers, batch, n)
     if h.shape[2] < 2:
         raise ValueError(f"the representations need at least 2 examples each, got {h.shape[2]}")
+    finite = torch.isfinite(h).all(dim=(2, 3))                         # (runs, layers)
+    h = torch.where(finite[..., None, None], h, 0.0)
     h = h - h.mean(dim=2, keepdim=True)
     eig = torch.linalg.eigvalsh(h.transpose(-1, -2) @ h).clamp(min=0)
     total, squares = eig.sum(-1), (eig ** 2).sum(-1)
     ratio = torch.where(squares > 0, total ** 2 / squares.clamp(min=1e-300), torch.zeros_like(total))
-    return ratio.cpu().numpy()
+    return torch.where(finite, ratio, torch.nan).cpu().numpy()
 
 
 def jacobians(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh", biases: Tensor | None = None,
@@ -116,7 +129,9 @@ def jacobians(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh", biases:
     weights = check_weights(weights)
     _check_nonlinearity(nonlinearity)
     runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
-    at = (depth,) if at is None else tuple(integer(a, "at", 1) for a in at)
+    if at is not None and (isinstance(at, (str, bytes)) or not isinstance(at, (list, tuple, range))):
+        raise TypeError(f"at must be a list of depths such as (1, {depth}), got {at!r}")
+    at = (depth,) if at is None else tuple(integer(a, "every depth in at", 1) for a in at)
     if any(a > depth for a in at):
         raise ValueError(f"at must list depths between 1 and {depth}, got {at}")
     hidden = representations(weights, x, nonlinearity=nonlinearity, biases=biases)
@@ -165,7 +180,9 @@ def warp(points: np.ndarray, depth: int, *, hidden: int = 200, weight_scale: flo
     depth, hidden = integer(depth, "depth"), integer(hidden, "hidden")
     weight_scale = number(weight_scale, "weight_scale", non_negative=True)
     bias_scale = number(bias_scale, "bias_scale", non_negative=True)
-    g = torch.Generator().manual_seed(integer(seed, "seed", 0))
+    residual = checks.boolean(residual, "residual")
+    checks.size(depth * len(pts) * 8, "the warped points and their Jacobians, depth x N x 8")
+    g = torch.Generator().manual_seed(checks.seed(seed))
     x = torch.as_tensor(pts)
     jac = torch.eye(2, dtype=x.dtype).expand(len(x), 2, 2)
     out, ratios = [pts.copy()], [np.ones(len(pts))]

@@ -14,6 +14,10 @@ the loss depends on the input at each time step, at the start and at the end.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import dataclasses
 import math
 import os
@@ -27,8 +31,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import checks
 from .checks import integer, number
-from .torchutil import device, seed_all
+from .torchutil import as_device, seed_all, tensor
 from .training import show_progress
 
 Array = np.ndarray
@@ -42,6 +47,7 @@ def adding_problem(n: int, length: int, generator: torch.Generator | None = None
     """``n`` sequences of the adding problem: inputs (n, length, 2) of (value, marker) pairs and
     targets (n,), the sum of the two marked values."""
     n, length = integer(n, "n", 1), integer(length, "length", 2)
+    checks.size(3 * n * length, "the sequences, 3 x n x length")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     values = torch.rand(n, length, generator=generator)
@@ -54,7 +60,7 @@ def adding_problem(n: int, length: int, generator: torch.Generator | None = None
     markers[rows, second] = 1.0
     x = torch.stack([values, markers], dim=-1)
     y = values[rows, first] + values[rows, second]
-    on = device() if on is None else on
+    on = as_device(on)
     return x.to(on), y.to(on)
 
 
@@ -64,8 +70,7 @@ class Recurrent(nn.Module):
 
     def __init__(self, kind: str, hidden: int = 32) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+        checks.choice(kind, "kind", KINDS)
         integer(hidden, "hidden", 1)
         self.kind = kind
         cell = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
@@ -97,10 +102,8 @@ class RecurrentConfig:
     clip: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {self.kind!r}")
-        if self.optimiser not in OPTIMISERS:
-            raise ValueError(f"optimiser must be one of {', '.join(map(repr, OPTIMISERS))}, got {self.optimiser!r}")
+        checks.choice(self.kind, "kind", KINDS)
+        checks.choice(self.optimiser, "optimiser", OPTIMISERS)
         integer(self.length, "length", 2)
         for name in ("hidden", "steps", "batch"):
             integer(getattr(self, name), name, 1)
@@ -110,7 +113,8 @@ class RecurrentConfig:
 
     def but(self, **changes: Any) -> "RecurrentConfig":
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        known = [f.name for f in dataclasses.fields(self)]
+        return dataclasses.replace(self, **checks.settings(changes, known, "a RecurrentConfig"))
 
 
 @dataclass
@@ -136,18 +140,38 @@ class RecurrentRun:
 def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Array:
     """How much the loss depends on each time step's input: the mean over sequences of
     ||dL_i/dx_{i,t}||, where L_i is sequence i's squared error. Shape (steps,)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x, y = _sequences(model, x, y)
     x = x.detach().clone().requires_grad_(True)
-    loss = ((model(x) - y) ** 2).sum()      # a sum, so that each sequence keeps its own gradient
+    loss = ((_predict(model, x, y) - y) ** 2).sum()      # a sum, so that each sequence keeps its own gradient
     (grad,) = torch.autograd.grad(loss, x)
     return grad.norm(dim=-1).mean(dim=0).cpu().numpy()
 
 
 def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean squared error of ``model`` on (x, y)."""
+    """Mean squared error of ``model`` on (x, y): x of shape (n, steps, 2), y of shape (n,)."""
+    x, y = _sequences(model, x, y)
     with torch.no_grad():
-        return float(((model(x) - y) ** 2).mean())
+        return float(((_predict(model, x, y) - y) ** 2).mean())
+
+
+def _sequences(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model, sequences (n, steps, 2) and one target per sequence (n,), checked."""
+    checks.instance(model, "model", nn.Module, "a torch.nn.Module")
+    x = tensor(x, "x", ndim=3, floating=True)
+    y = tensor(y, "y", floating=True)
+    if x.shape[-1] != 2 or y.shape != x.shape[:1] or len(x) == 0:
+        raise ValueError(f"x must have shape (sequences, steps, 2) and y one target per sequence, shape "
+                         f"(sequences,); got {tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
+
+
+def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's predictions, which must have y's shape (or they would broadcast against it)."""
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.shape != y.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return one number per sequence, shape {tuple(y.shape)}, got {shape}")
+    return out
 
 
 def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) -> RecurrentRun:
@@ -155,9 +179,9 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
     weights and every sequence; the test set is the same for every seed and network."""
     if not isinstance(config, RecurrentConfig):
         raise TypeError(f"config must be a RecurrentConfig, got {type(config).__name__}")
-    integer(seed, "seed", 0)
+    checks.seed(seed)
     start = time.perf_counter()
-    on = device() if on is None else on
+    on = as_device(on)
     x_test, y_test = adding_problem(2000, config.length, torch.Generator().manual_seed(10**6), on)
     stream = seed_all(seed)             # the initial weights, and the sequences' own generator
     model = Recurrent(config.kind, config.hidden).to(on)
@@ -206,10 +230,8 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
         seeds_of = seeds
     else:
         seeds_of = {name: seeds for name in configs}
-    seeds_of = {name: [integer(s, "seeds", 0) for s in ss] for name, ss in seeds_of.items()}
-    if not all(seeds_of.values()):
-        raise ValueError("seeds is empty: give at least one seed, e.g. [0, 1, 2]")
-    on_cpu = device().type == "cpu"
+    seeds_of = {name: checks.seeds(ss) for name, ss in seeds_of.items()}
+    on_cpu = as_device(None).type == "cpu"
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
     workers = integer(workers, "workers", 1) if on_cpu else 1

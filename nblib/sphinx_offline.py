@@ -46,35 +46,62 @@ def _add_js_file_once(original: Any) -> Any:
 
 
 def mathjax_source(app: Sphinx) -> Path | None:
-    """The folder holding MathJax's ``es5`` build, if ``make assets`` installed it."""
+    """The folder holding MathJax's ``es5`` build, if ``make assets`` installed it completely."""
     folder = Path(app.srcdir, app.config.offline_vendor_dir, "mathjax", "es5")
-    return folder if (folder / MATHJAX_ENTRY).is_file() else None
+    return folder if not _missing(folder) else None
+
+
+def _missing(folder: Path) -> list[str]:
+    """What an installed MathJax ``es5`` folder lacks: its entry script, its ``output`` folder
+    (the fonts), a readable ``package.json`` beside it. An interrupted ``npm install`` leaves
+    some of these out."""
+    missing = [part for part, ok in ((MATHJAX_ENTRY, (folder / MATHJAX_ENTRY).is_file()),
+                                     ("output/", (folder / "output").is_dir())) if not ok]
+    if _version(folder) is None:
+        missing.append("../package.json")
+    return missing
+
+
+def _version(folder: Path) -> str | None:
+    try:
+        version = json.loads((folder.parent / "package.json").read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, str) else None
 
 
 def use_local_mathjax(app: Sphinx, config: Any) -> None:
     source = mathjax_source(app)
     if source is None:
-        logger.info("offline_book: MathJax is not installed in %s (run `make assets`); pages load it from its CDN",
-                    Path(config.offline_vendor_dir) / "mathjax")
+        folder = Path(app.srcdir, config.offline_vendor_dir, "mathjax")
+        if folder.exists():
+            logger.info("offline_book: MathJax in %s is incomplete (missing %s: run `make assets` again); "
+                        "pages load it from its CDN", folder, ", ".join(_missing(folder / "es5")))
+        else:
+            logger.info("offline_book: MathJax is not installed in %s (run `make assets`); pages load it from its CDN",
+                        Path(config.offline_vendor_dir) / "mathjax")
         return
-    version = json.loads((source.parent / "package.json").read_text()).get("version", "?")
     config.mathjax_path = f"{SERVED_AT}/{MATHJAX_ENTRY}"     # relative to _static
-    logger.info("offline_book: serving MathJax %s from the book (_static/%s)", version, SERVED_AT)
+    logger.info("offline_book: serving MathJax %s from the book (_static/%s)", _version(source), SERVED_AT)
 
 
 def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
-    source = mathjax_source(app)
-    if exception is not None or source is None or app.builder.format != "html":
+    if exception is not None or app.builder.format != "html" or app.config.mathjax_path != f"{SERVED_AT}/{MATHJAX_ENTRY}":
         return
+    source = Path(app.srcdir, app.config.offline_vendor_dir, "mathjax", "es5")
     target = Path(app.outdir, "_static", SERVED_AT)
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for part in MATHJAX_PARTS:
-        if (source / part).is_dir():
-            shutil.copytree(source / part, target / part)
-        elif (source / part).is_file():
-            shutil.copy2(source / part, target / part)
+    try:
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for part in MATHJAX_PARTS:
+            if (source / part).is_dir():
+                shutil.copytree(source / part, target / part)
+            elif (source / part).is_file():
+                shutil.copy2(source / part, target / part)
+    except OSError as error:    # removed or damaged while the book was built
+        logger.warning("offline_book: could not copy MathJax from %s into the book (%s: %s): run `make assets` "
+                       "again; the pages would show raw TeX", source, type(error).__name__, error)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

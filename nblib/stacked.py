@@ -15,6 +15,10 @@ Importing this module imports torch; ``import nblib`` does not.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,9 +29,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .checks import integer, number
+from .data import as_pair
 from .networks import check_sizes
-from .torchutil import device as default_device
+from .torchutil import as_device
 from .training import show_progress
 
 INITS = ("standard", "normalised", "gaussian")
@@ -38,8 +44,8 @@ def init_bound(scheme: str, n_in: int, n_out: int, scale: float = 1.0) -> float:
     Glorot and Bengio's "standard" U[-1/sqrt(n_in), 1/sqrt(n_in)] and "normalised"
     U[-sqrt(6/(n_in + n_out)), +sqrt(6/(n_in + n_out))], or the standard deviation
     ``scale / sqrt(n_in)`` of "gaussian"."""
-    if scheme not in INITS:
-        raise ValueError(f"scheme must be one of {INITS}, got {scheme!r}")
+    checks.choice(scheme, "scheme", INITS)
+    n_in, n_out, scale = integer(n_in, "n_in"), integer(n_out, "n_out"), number(scale, "scale", positive=True)
     if scheme == "standard":
         return 1.0 / math.sqrt(n_in)
     if scheme == "normalised":
@@ -89,14 +95,14 @@ class StackedMLP:
             raise ValueError(f"inits, seeds and scales need one entry per network, got {len(inits)}, "
                              f"{len(seeds)} and {len(scales)}")
         for scheme in inits:
-            if scheme not in INITS:
-                raise ValueError(f"every init must be one of {INITS}, got {scheme!r}")
-        seeds = [integer(seed, "every seed", at_least=0) for seed in seeds]
+            checks.choice(scheme, "every init", INITS)
+        largest = (checks.SEED_MAX - len(self.sizes)) // 10_000          # torch seeds 10,000 seed + layer
+        seeds = [integer(checks.seed(seed, "every seed"), "every seed", 0, at_most=largest) for seed in seeds]
         scales = [number(scale, "every scale", positive=True) for scale in scales]
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.inits, self.seeds, self.scales = list(inits), seeds, scales
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = as_device(device, "device")
         self.dtype = dtype
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
@@ -164,6 +170,7 @@ def probe(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str,
     """Activation statistics of every hidden layer of every network on the inputs ``x``:
     "mean", "std" and "slope" (the mean of sigma'(z) = a (1 - a)), each (S, hidden layers),
     and each network's "loss" and "accuracy", each (S,)."""
+    checks.instance(stack, "stack", StackedMLP, "an nblib.stacked.StackedMLP")
     scores, hidden = stack.forward(x)
     labels = stack._labels(labels, scores.shape[:2])
     losses = torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), labels.reshape(-1),
@@ -187,7 +194,9 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     epoch, seeded by its seed), with learning rate ``eta[s]`` and momentum ``momentum[s]``
     (a single number applies to all). Every ``record_every`` updates (and before the first and
     after the last) the :func:`probe` statistics on ``probe_data`` are recorded."""
+    checks.instance(stack, "stack", StackedMLP, "an nblib.stacked.StackedMLP")
     steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
+    checks.size(len(stack) * steps * batch_size, "the examples' order, networks x steps x batch_size")
     x = _images(images, stack.sizes[0])
     y = _class_labels(labels, len(x), stack.sizes[-1])
     etas = _per_network(eta, "eta", len(stack))
@@ -195,8 +204,9 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     if any(m >= 1 for m in mus):
         raise ValueError(f"momentum must be below 1, got {max(mus)}")
     if probe_data is not None:
-        px = _images(probe_data[0], stack.sizes[0])
-        py = _class_labels(probe_data[1], len(px), stack.sizes[-1])
+        px, py = as_pair(probe_data, "probe_data")
+        px = _images(px, stack.sizes[0])
+        py = _class_labels(py, len(px), stack.sizes[-1])
         px, py = torch.as_tensor(px, device=stack.device, dtype=stack.dtype), torch.as_tensor(py, device=stack.device)
     record_every = integer(record_every, "record_every", at_least=0)
     if record_every and probe_data is None:

@@ -11,12 +11,17 @@ two variants trained with the same seed see the same images in the same order.
 
 from __future__ import annotations
 
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
 import dataclasses
 import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -29,7 +34,7 @@ from . import checks
 from .networks import sigmoid, sigmoid_prime
 from .plots import Table, mean_sd
 from .probe import Probe, ProbeHistory
-from .torchutil import as_tensors, seed_all
+from .torchutil import as_tensors, seed_all, tensor
 from .training import show_progress
 
 Array = np.ndarray
@@ -37,6 +42,8 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 INITS = ("normal", "xavier", "he", "orthogonal")
 OPTIMISERS = ("sgd", "momentum", "adam")
 LEAKY_SLOPE = 0.01
+N_CLASSES = 10             # MNIST's digits: DeepMLP's outputs
+MAX_DEPTH = 10_000         # predicted_moments: far deeper than any network the chapter trains
 
 
 @dataclass(frozen=True)
@@ -71,12 +78,9 @@ class Config:
             checks.integer(getattr(self, name), name, 1)
         checks.integer(self.aux_every, "aux_every", 0)
         for name, allowed in (("activation", ACTIVATIONS), ("init", INITS), ("optimiser", OPTIMISERS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
-                                 f"got {getattr(self, name)!r}")
+            checks.choice(getattr(self, name), name, allowed)
         for name in ("batch_norm", "residual"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            checks.boolean(getattr(self, name), name)
         checks.number(self.lr, "lr", positive=True)
         checks.number(self.l2, "l2", non_negative=True)
         checks.number(self.aux_weight, "aux_weight", non_negative=True)
@@ -86,16 +90,15 @@ class Config:
 
     def but(self, **changes: Any) -> "Config":
         """A copy with some fields changed: ``base.but(activation="tanh")``."""
-        return dataclasses.replace(self, **changes)
+        known = [f.name for f in dataclasses.fields(self)]
+        return dataclasses.replace(self, **checks.settings(changes, known, "a testbed.Config"))
 
 
 def activation_module(name: str) -> nn.Module:
     """A fresh activation module: 'sigmoid', 'tanh', 'relu' or 'leaky_relu' (slope 0.01)."""
     modules = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
                "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE)}
-    if name not in modules:
-        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {name!r}")
-    return modules[name]()
+    return modules[checks.choice(name, "activation", ACTIVATIONS)]()
 
 
 class Block(nn.Module):
@@ -105,6 +108,8 @@ class Block(nn.Module):
     def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool,
                  scale: float = 1.0) -> None:
         super().__init__()
+        n_in, n_out = checks.integer(n_in, "n_in"), checks.integer(n_out, "n_out")
+        batch_norm, residual = checks.boolean(batch_norm, "batch_norm"), checks.boolean(residual, "residual")
         self.linear = nn.Linear(n_in, n_out, bias=not batch_norm)   # batch norm's shift replaces the bias
         self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
         self.act = activation_module(activation)
@@ -162,10 +167,9 @@ def initialise(model: nn.Module, scheme: str, activation: str = "relu") -> nn.Mo
     - 'orthogonal': a random (semi-)orthogonal matrix times a gain, sqrt(2) for ReLU-like
                     activations and 1 otherwise  (Saxe et al.)
     """
-    if scheme not in INITS:
-        raise ValueError(f"scheme must be one of {', '.join(map(repr, INITS))}, got {scheme!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    checks.instance(model, "model", nn.Module, "a torch.nn.Module")
+    checks.choice(scheme, "scheme", INITS)
+    checks.choice(activation, "activation", ACTIVATIONS)
     with torch.no_grad():
         for m in model.modules():
             if not isinstance(m, nn.Linear):
@@ -188,8 +192,8 @@ def initialise(model: nn.Module, scheme: str, activation: str = "relu") -> nn.Mo
 def weight_variance(scheme: str, fan_in: int, fan_out: int, activation: str = "relu") -> float:
     """The variance of one weight under ``scheme`` (for 'orthogonal', of an entry of a square
     orthogonal matrix times its gain, gain^2 / fan_in)."""
-    if scheme not in INITS:
-        raise ValueError(f"scheme must be one of {', '.join(map(repr, INITS))}, got {scheme!r}")
+    checks.choice(scheme, "scheme", INITS)
+    checks.choice(activation, "activation", ACTIVATIONS)
     checks.integer(fan_in, "fan_in", 1)
     checks.integer(fan_out, "fan_out", 1)
     return {"normal": 1.0, "xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in,
@@ -207,12 +211,11 @@ def predicted_moments(scheme: str, activation: str, depth: int, width: int, inpu
     E[g_l^2] / E[g_depth^2], from g_l = W^T (phi'(z_{l+1}) * g_{l+1}), i.e.
     E[g_l^2] = width * Var(w) * E[phi'(z_{l+1})^2] * E[g_{l+1}^2]. The Gaussian averages are
     taken on a fine grid."""
-    checks.integer(depth, "depth", 1)
+    checks.integer(depth, "depth", 1, at_most=MAX_DEPTH)
     checks.integer(width, "width", 1)
+    checks.integer(n_in, "n_in", 1)
     checks.number(input_sq, "input_sq", positive=True)
-    phi, slope = _NUMPY_ACTIVATIONS[activation] if activation in _NUMPY_ACTIVATIONS else (None, None)
-    if phi is None:
-        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    phi, slope = _NUMPY_ACTIVATIONS[checks.choice(activation, "activation", ACTIVATIONS)]
     xi = np.linspace(-12.0, 12.0, 24_000)      # an even count: z = 0, where ReLU has no slope, is not a point
     density = np.exp(-xi ** 2 / 2)
     density /= density.sum()
@@ -237,9 +240,8 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Seq
     Returns two arrays of shape (seeds, depth)."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
-    seeds = [checks.integer(s, "seeds", 0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one seed")
+    seeds = checks.seeds(seeds)
+    x, y = _batch(x, "x"), _class_labels(y, "y", len(x) if isinstance(x, torch.Tensor) else None)
     forward, backward = [], []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -264,6 +266,8 @@ _NUMPY_ACTIVATIONS = {
 def make_optimiser(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     """SGD, SGD with momentum 0.9, or Adam at ``config.lr``, with L2 on the weights of the linear
     layers only."""
+    checks.instance(config, "config", Config, "a testbed.Config")
+    checks.instance(model, "model", nn.Module, "a torch.nn.Module")
     decay = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
@@ -277,6 +281,11 @@ def clip_by_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
     """Gradient clipping by norm: g <- g * min(1, max_norm / ||g||), with ||g|| the length of all
     the gradients together. Returns ||g|| before clipping."""
     checks.number(max_norm, "max_norm", positive=True)
+    if isinstance(parameters, torch.Tensor) or not isinstance(parameters, Iterable):
+        raise TypeError(f"parameters must be the model's parameters (model.parameters()), got {parameters!r:.60}")
+    parameters = list(parameters)
+    if not all(isinstance(p, torch.Tensor) for p in parameters):
+        raise TypeError("parameters must be tensors (model.parameters())")
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
@@ -296,6 +305,18 @@ class Data:
     x_val: torch.Tensor
     y_val: torch.Tensor
 
+    def __post_init__(self) -> None:
+        """Images (n, features) of finite floating-point numbers and int64 labels in 0..9, one per
+        image, all on one device: what ``train`` would otherwise fail on deep inside torch (or,
+        on a GPU, with a device-side assertion that stops the kernel)."""
+        width = None
+        for part in ("train", "val"):
+            x = _batch(getattr(self, f"x_{part}"), f"x_{part}", width)
+            width = x.shape[1]
+            y = _class_labels(getattr(self, f"y_{part}"), f"y_{part}", len(x))
+            if x.device != self.x_train.device or y.device != self.x_train.device:
+                raise ValueError(f"x_{part} and y_{part} must be on the device of x_train, {self.x_train.device}")
+
 
 def prepare(mnist: Any, n_train: int | None = None, n_val: int | None = None,
             on: torch.device | None = None) -> Data:
@@ -305,8 +326,8 @@ def prepare(mnist: Any, n_train: int | None = None, n_val: int | None = None,
         raise TypeError(f"mnist must be what nblib.data.load_mnist() returns, got {type(mnist).__name__}")
     x, y = as_tensors(mnist.training, on)
     xv, yv = as_tensors(mnist.validation, on)
-    n_train = len(x) if n_train is None else checks.integer(n_train, "n_train", 1)
-    n_val = len(xv) if n_val is None else checks.integer(n_val, "n_val", 1)
+    n_train = len(x) if n_train is None else checks.integer(n_train, "n_train", 1, at_most=len(x))
+    n_val = len(xv) if n_val is None else checks.integer(n_val, "n_val", 1, at_most=len(xv))
     return Data(x[:n_train], y[:n_train], xv[:n_val], yv[:n_val])
 
 
@@ -336,16 +357,23 @@ class Run:
     def grad_ratio(self, when: str = "start", records: int = 5) -> float:
         """First over last hidden layer's weight-gradient norm: at the first record ('start') or
         the mean over the last ``records`` records ('end', mini-batch gradients are noisy)."""
+        when = checks.choice(when, "when", ("start", "end"))
+        records = checks.integer(records, "records", 1)
         ratios = self.probe.ratio_first_to_last("grad_norm")
+        if len(ratios) == 0:
+            raise ValueError("this run's probe recorded no step, so it has no gradient ratio")
         if when == "start":
             return float(ratios[0])
-        if when == "end":
-            return float(np.mean(ratios[-records:]))
-        raise ValueError(f'when must be "start" or "end", got {when!r}')
+        return float(np.mean(ratios[-records:]))        # at most records, all of them if fewer
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> float:
-    """The fraction of ``x`` that ``model`` classifies right, in evaluation mode."""
+    """The fraction of ``x`` that ``model`` classifies right, in evaluation mode, ``batch``
+    examples at a time."""
+    checks.instance(model, "model", nn.Module, "a torch.nn.Module")
+    x = _batch(x, "x")
+    y = _class_labels(y, "y", len(x))
+    batch = checks.integer(batch, "batch")
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -361,7 +389,8 @@ def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Ru
         raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
     if not isinstance(data, Data):
         raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
-    checks.integer(seed, "seed", 0)
+    checks.seed(seed)
+    probe_every = checks.integer(probe_every, "probe_every")
     start = time.perf_counter()
     on = data.x_train.device
     order = seed_all(seed)              # the initial weights, and the order of the mini-batches
@@ -452,7 +481,7 @@ def summarise(runs: Sequence[Run]) -> Summary:
 
 def finite_mean(values: Array) -> float:
     """The mean of the finite values (NaN, without a warning, if there are none)."""
-    v = np.asarray(values, dtype=float)
+    v = checks.array(values, "values", finite=False, empty=True).astype(float).ravel()
     v = v[np.isfinite(v)]
     return float(v.mean()) if len(v) else math.nan
 
@@ -460,7 +489,7 @@ def finite_mean(values: Array) -> float:
 def geometric_mean(values: Array) -> float:
     """exp(mean(log |v|)) over the finite, non-zero values (NaN if there are none): the typical
     size of a ratio that varies over orders of magnitude."""
-    v = np.abs(np.asarray(values, dtype=float))
+    v = np.abs(checks.array(values, "values", finite=False, empty=True).astype(float).ravel())
     v = v[np.isfinite(v) & (v > 0)]
     return float(np.exp(np.log(v).mean())) if len(v) else math.nan
 
@@ -468,6 +497,9 @@ def geometric_mean(values: Array) -> float:
 def number(x: float, decimals: int = 2) -> str:
     """A number for a table: ``decimals`` decimals between 0.01 and 1000 (and for 0), two
     significant digits otherwise, and a dash for NaN."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
+        raise TypeError(f"x must be a real number, got {x!r}")
+    decimals = checks.integer(decimals, "decimals", 0, at_most=20)
     if not math.isfinite(x):
         return "–"
     return f"{x:.{decimals}f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.2g}"
@@ -477,6 +509,9 @@ def results_table(results: Mapping[str, Sequence[Run]], caption: str = "") -> Ta
     """One row per variant: accuracy (mean ± sd and range over seeds), the first-to-last gradient
     ratio at the start and the end (geometric mean over seeds), dead units, effective rank,
     diverged runs and time."""
+    if not isinstance(results, Mapping) or not results:
+        raise TypeError(f"results must be a non-empty dict {{variant name: [Run per seed]}}, got {results!r:.60}")
+    checks.text(caption, "caption")
     rows = []
     for name, runs in results.items():
         s = summarise(runs)
@@ -504,9 +539,7 @@ class Runner:
                  workers: int | None = None) -> None:
         if not isinstance(data, Data):
             raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
-        self.seeds = [checks.integer(s, "seeds", 0) for s in seeds]
-        if not self.seeds:
-            raise ValueError("seeds is empty: give at least one seed, e.g. [0, 1, 2]")
+        self.seeds = checks.seeds(seeds)
         self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
         on_cpu = data.x_train.device.type == "cpu"
         if workers is None:
@@ -557,6 +590,29 @@ class Runner:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _batch(x: Any, name: str, width: int | None = None) -> torch.Tensor:
+    """A non-empty (n, features) tensor of finite floating-point numbers (``width`` features if given)."""
+    x = tensor(x, name, ndim=2, floating=True)
+    if len(x) == 0 or (width is not None and x.shape[1] != width):
+        raise ValueError(f"{name} must have shape (n, {width or 'features'}) with n >= 1, got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return x
+
+
+def _class_labels(y: Any, name: str, n: int | None) -> torch.Tensor:
+    """int64 class indices in 0..9, ``n`` of them."""
+    y = tensor(y, name, ndim=1)
+    if y.dtype != torch.int64:
+        raise TypeError(f"{name} must hold int64 class indices (torch.long; use {name}.long()), got {y.dtype}")
+    if n is not None and len(y) != n:
+        raise ValueError(f"{name} must have one label per image, {n}, got {len(y)}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= N_CLASSES):
+        raise ValueError(f"{name} must lie in [0, {N_CLASSES - 1}] (DeepMLP has {N_CLASSES} outputs), "
+                         f"got values from {int(y.min())} to {int(y.max())}")
+    return y
 
 
 _WORKER_DATA: Data | None = None

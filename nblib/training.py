@@ -7,8 +7,11 @@ cores with ``run_parallel`` (the compiled SGD loop releases Python's GIL).
 
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -16,11 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import kernels
+from . import checks, kernels
 from .checks import integer, number
 from .data import as_pair
 from .metrics import learning_speeds, speeds_of
-from .networks import Network, check_inputs
+from .networks import Network, check_inputs, check_network
 
 Array = np.ndarray
 Pair = tuple[Array, Array]
@@ -30,7 +33,9 @@ Pair = tuple[Array, Array]
 class History:
     """What a run recorded. ``accuracy[e]`` and ``cost[e]`` are measured after epoch e + 1;
     ``speeds[e]`` holds the hidden layers' learning speeds before epoch e + 1 (so ``speeds[0]``
-    is at initialisation), and one more entry after the last epoch."""
+    is at initialisation), and one more entry after the last epoch. ``diverged`` is True when
+    the weights stopped being finite (too large a learning rate): training then stopped after
+    that epoch, so the lists are shorter than the number of epochs asked for."""
 
     sizes: list[int]
     settings: dict[str, Any]
@@ -38,6 +43,7 @@ class History:
     cost: list[float] = field(default_factory=list)
     speeds: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0
+    diverged: bool = False
 
     @property
     def final_accuracy(self) -> float:
@@ -61,17 +67,21 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     layers on ``probe`` are recorded before training and after each epoch. ``seed`` fixes the
     order of the examples. ``frozen`` lists layers left untrained (0 = the weights and biases
     into the first hidden layer; -1 = those into the output layer). ``engine`` is "numba" (the compiled loop of ``nblib.kernels``),
-    "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed).
+    "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed). A
+    ``mini_batch_size`` above n trains on all n examples at once. If the weights stop being
+    finite, training stops after that epoch with a warning and ``History.diverged`` set.
     """
+    _check_network(net)
     x, labels = _pair(training, "training", net)
     epochs, m = integer(epochs, "epochs"), integer(mini_batch_size, "mini_batch_size")
-    eta, lmbda = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True)
     n = len(x)
-    _check_decay(eta, lmbda, n)
+    eta, decay, frozen = net.check_step(eta, lmbda, n, frozen)
+    lmbda = number(lmbda, "lmbda", non_negative=True)
+    seed = checks.seed(seed)
     evaluation = None if evaluation is None else _pair(evaluation, "evaluation", net)
     probe = None if probe is None else _pair(probe, "probe", net)
     engine = _choose_engine(engine)
-    frozen = _check_layers(frozen, len(net.weights))
+    show = show_progress(progress)
     history = History(net.sizes, dict(epochs=epochs, mini_batch_size=m, eta=eta, lmbda=lmbda,
                                       seed=seed, engine=engine, n=n, dtype=net.dtype.name,
                                       frozen=list(frozen)))
@@ -80,18 +90,21 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     start = time.perf_counter()
     if probe is not None:
         history.speeds.append(learning_speeds(net, *probe).tolist())
-    for _ in tqdm(range(epochs), desc=f"SGD {net.sizes}", disable=not show_progress(progress), leave=False):
+    for epoch in tqdm(range(epochs), desc=f"SGD {net.sizes}", disable=not show, leave=False):
         order = rng.permutation(n)
         if engine == "numba":
-            kernels.sgd_epoch(net.weights, net.biases, sparse, labels, order, m, eta, lmbda, n, frozen)
+            kernels._sgd_epoch(net.weights, net.biases, sparse, labels, order, m, eta, decay, frozen)
         else:
             for k in range(0, n, m):
                 batch = order[k:k + m]
-                net.update_mini_batch(x[batch], labels[batch], eta, lmbda, n, frozen)
+                net._step(net.backprop(x[batch], labels[batch]), eta, decay, frozen)
         if evaluation is not None:
             history.accuracy.append(net.accuracy(*evaluation))
         if probe is not None:
             history.speeds.append(learning_speeds(net, *probe).tolist())
+        if not net.is_finite():
+            _diverged(history, "sgd", epoch + 1, "eta")
+            break
     history.seconds = time.perf_counter() - start
     return history
 
@@ -101,20 +114,26 @@ def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: fl
     """Full-batch gradient descent: each epoch is one step along the gradient of the mean cost
     over all of ``training`` (network2's rule with one mini-batch of all n examples). Records
     the hidden layers' learning speeds before every step and after the last, and the cost
-    (with its L2 term) after every step."""
+    (with its L2 term) after every step. If the weights or the cost stop being finite,
+    training stops after that step with a warning and ``History.diverged`` set."""
+    _check_network(net)
     x, labels = _pair(training, "training", net)
     epochs = integer(epochs, "epochs")
-    eta, lmbda = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True)
     n = len(x)
-    _check_decay(eta, lmbda, n)
+    eta, decay, _ = net.check_step(eta, lmbda, n)
+    lmbda = number(lmbda, "lmbda", non_negative=True)
+    show = show_progress(progress)
     history = History(net.sizes, dict(epochs=epochs, eta=eta, lmbda=lmbda, n=n, dtype=net.dtype.name))
     start = time.perf_counter()
     grads = net.backprop(x, labels)
-    for _ in tqdm(range(epochs), desc=f"GD {net.sizes}", disable=not show_progress(progress), leave=False):
+    for step in tqdm(range(epochs), desc=f"GD {net.sizes}", disable=not show, leave=False):
         history.speeds.append(speeds_of(grads).tolist())
-        net.apply_gradients(grads, eta, lmbda, n)
+        net._step(grads, eta, decay, ())
         grads = net.backprop(x, labels)           # the next step's gradient, and this step's cost
-        history.cost.append(net.cost_of_output(grads.output, labels, lmbda, n))
+        history.cost.append(net.cost_of_output(grads.output, labels, lmbda, n, z=grads.output_z))
+        if not (math.isfinite(history.cost[-1]) and net.is_finite()):
+            _diverged(history, "gradient_descent", step + 1, "eta")
+            break
     history.speeds.append(speeds_of(grads).tolist())
     history.seconds = time.perf_counter() - start
     return history
@@ -127,10 +146,12 @@ def run_parallel(job: Callable[..., Any], arguments: Sequence[Any], *, workers: 
     Worth it for ``sgd`` with the numba engine, whose inner loop releases the GIL. Results come
     back in the order of ``arguments`` whatever order they finish in, so a seeded job gives the
     same results run alone or in parallel."""
-    if not callable(job):
-        raise TypeError(f"job must be a function, got {job!r}")
+    checks.function(job, "job")
+    if isinstance(arguments, (str, bytes)) or not isinstance(arguments, Iterable):
+        raise TypeError(f"arguments must be a list of the jobs' arguments, got {arguments!r}")
     arguments = list(arguments)
     workers = (os.cpu_count() or 1) if workers is None else integer(workers, "workers")
+    desc = checks.text(desc, "desc")
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(arguments), desc=desc, disable=not show_progress(progress)) as bar:
         futures = [pool.submit(job, a) for a in arguments]
@@ -144,7 +165,7 @@ def show_progress(progress: bool | None) -> bool:
     variable NBLIB_PROGRESS is "0" (the book's build sets it: a finished bar is noise on a page)."""
     if progress is None:
         return os.environ.get("NBLIB_PROGRESS", "1") != "0"
-    return bool(progress)
+    return checks.boolean(progress, "progress")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -159,32 +180,37 @@ def _pair(data: Pair | Any, name: str, net: Network) -> Pair:
     return x, labels
 
 
-def _check_layers(layers: Sequence[int], n_layers: int) -> tuple[int, ...]:
-    """Layer indices (negative ones count from the output), as a sorted tuple of non-negative ones."""
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-        raise TypeError(f"frozen must be a list of layer indices such as [0], got {layers!r}")
-    checked = set()
-    for l in layers:
-        if isinstance(l, bool) or not isinstance(l, (int, np.integer)):
-            raise TypeError(f"frozen must hold integer layer indices, got {l!r}")
-        if not -n_layers <= l < n_layers:
-            raise ValueError(f"frozen layer {l} does not exist: this network has {n_layers} weight "
-                             f"layers, indices 0..{n_layers - 1} (or -{n_layers}..-1)")
-        checked.add(int(l) % n_layers)
-    return tuple(sorted(checked))
+def _check_network(net: Network) -> None:
+    check_network(net)
+    if not net.is_finite():
+        raise ValueError("net has NaN or infinite weights (it has diverged): start from a fresh Network")
 
 
-def _check_decay(eta: float, lmbda: float, n: int) -> None:
-    if eta * lmbda / n >= 1:
-        raise ValueError(f"eta * lmbda / n = {eta * lmbda / n:g} must be below 1: the weight decay "
-                         f"factor 1 - eta*lmbda/n would flip or zero every weight at each step")
+def _diverged(history: History, what: str, epoch: int, rate: str) -> None:
+    history.diverged = True
+    warnings.warn(f"{what} diverged: the weights stopped being finite at epoch {epoch}, so training "
+                  f"stopped there (History.diverged is True); try a smaller {rate}", RuntimeWarning, stacklevel=3)
 
 
 def _choose_engine(engine: str) -> str:
-    if engine not in ("auto", "numba", "numpy"):
-        raise ValueError(f'engine must be "auto", "numba" or "numpy", got {engine!r}')
+    engine = checks.choice(engine, "engine", ("auto", "numba", "numpy"))
     if engine == "numba" and not kernels.available():
         raise ValueError('engine="numba" needs numba: pip install numba (or use engine="numpy")')
     if engine == "auto":
-        return "numba" if kernels.available() else "numpy"
+        if kernels.available():
+            return "numba"
+        _say_numba_is_missing()
+        return "numpy"
     return engine
+
+
+_told_about_numba = False
+
+
+def _say_numba_is_missing() -> None:
+    """Say once per session that training falls back to numpy, and what to install."""
+    global _told_about_numba
+    if not _told_about_numba:
+        _told_about_numba = True
+        warnings.warn("numba is not installed, so nblib trains with plain numpy (the same numbers, about "
+                      "four times slower): pip install numba", UserWarning, stacklevel=4)

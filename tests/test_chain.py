@@ -179,10 +179,27 @@ def test_norms_of_known_matrices():
     (lambda: chain.spectral_norm(np.zeros(3)), ValueError, "non-empty 2-D array"),
     (lambda: chain.rms_gain([[np.nan]]), ValueError, "NaN or infinity"),
     (lambda: chain.spectral_norm([["a"]]), TypeError, "matrix must be real numbers"),
+    # issue 11: seeds, sizes that cannot be held in memory, and shapes that would broadcast
+    (lambda: chain.random_chains(2, 3, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
+    (lambda: chain.random_chains(2, 3, seed=True), TypeError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
+    (lambda: chain.random_chains(10 ** 6, 10 ** 6), ValueError,
+     r"the weights and biases, 2 x n x depth would be 2,000,000,000,000 numbers, more than the 100,000,000"),
+    (lambda: chain.logistic_map(0.5, steps=10 ** 9), ValueError,
+     r"the orbit and its derivative, 2 x \(steps \+ 1\) x x.size would be 2,000,000,002 numbers"),
+    (lambda: chain.logistic_map(np.full(10 ** 4, 0.5), steps=10 ** 4), ValueError, r"ask for fewer"),
+    (lambda: chain.exploding_chain(10 ** 12), ValueError, r"the weights and biases, 2 x depth would be"),
+    (lambda: chain.bias_gradients(np.ones((3, 2)), np.ones((3, 2)), 0.5, dC_da=np.ones(4)), ValueError,
+     r"dC_da must be a number or broadcast to the chains' shape \(3,\)"),
 ])
 def test_bad_arguments_are_refused_clearly(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_random_chains_accept_a_generator_and_numpy_integer_seeds():
+    a = chain.random_chains(3, 2, seed=np.int64(5))
+    b = chain.random_chains(3, 2, seed=np.random.default_rng(5))
+    np.testing.assert_array_equal(a[0], b[0])
 
 
 def test_log10_factors_are_the_slopes_and_the_weighted_slopes():

@@ -347,10 +347,12 @@ def test_a_file_of_the_wrong_shape_is_refused(cache, monkeypatch):
     ({"mirrors": "http://example.org/m.gz"}, TypeError, "mirrors must be a sequence of str"),
     ({"mirrors": [b"http://example.org"]}, TypeError, "mirrors must hold only str"),
     ({"mirrors": ["mnist.pkl.gz"]}, ValueError, "http://, https:// or file:// URL"),
+    ({"verbose": "no"}, TypeError, "verbose must be True or False, got 'no'"),
+    ({"use_pip": 0}, TypeError, "use_pip must be True or False, got 0"),
 ])
 def test_load_mnist_rejects_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
-        load_mnist(**kwargs, use_pip=False, verbose=False)
+        load_mnist(**({"use_pip": False, "verbose": False} | kwargs))
 
 
 @pytest.mark.parametrize("args, error, words", [
@@ -407,3 +409,81 @@ def test_as_pair_accepts_a_split_or_a_pair_and_names_the_argument_otherwise():
     assert data.as_pair([x, y])[1] is y
     with pytest.raises(TypeError, match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, got int"):
         data.as_pair(3, "evaluation")
+
+
+# --- a cache that cannot hold the file (issue 11) ---------------------------------------------
+
+def test_a_folder_where_the_file_should_be_ends_in_the_loaders_own_error(fake, cache, server):
+    (cache / "mnist.pkl.gz").mkdir(parents=True)
+    server.files["/m.gz"] = fake
+    with pytest.raises(DataUnavailableError) as caught:
+        load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False)
+    message = str(caught.value)
+    assert f"{cache / 'mnist.pkl.gz'} is not a file (remove it)" in message
+    assert "Set the environment variable NBLIB_DATA_DIR to a writable folder" in message
+    assert server.requests == []          # nothing downloaded that could not be kept
+
+
+def test_a_read_only_cache_ends_in_the_loaders_own_error(fake, cache, server, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(cache))
+
+    cache.mkdir()
+    monkeypatch.setattr(data.tempfile, "mkstemp", read_only)
+    with pytest.raises(DataUnavailableError, match=r"is not a writable folder \(PermissionError: .*\)\. Set the "
+                                                   r"environment variable NBLIB_DATA_DIR to a writable folder"):
+        load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False)
+
+
+def test_a_read_only_cache_that_holds_the_file_is_still_read(fake, cache, monkeypatch):
+    cache.mkdir()
+    (cache / "mnist.pkl.gz").write_bytes(fake)
+    monkeypatch.setattr(data.tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(PermissionError("read-only")))
+    assert len(load_mnist(mirrors=[], use_pip=False, verbose=False).test) == SIZES[2]
+
+
+def test_a_data_dir_that_is_a_regular_file_ends_in_the_loaders_own_error(fake, tmp_path, monkeypatch):
+    plain = tmp_path / "not-a-folder"
+    plain.write_text("x")
+    monkeypatch.setenv("NBLIB_DATA_DIR", str(plain))
+    with pytest.raises(DataUnavailableError, match=r"not-a-folder is not a writable folder \((FileExistsError|"
+                                                   r"NotADirectoryError).*NBLIB_DATA_DIR to a writable folder"):
+        load_mnist(mirrors=[], use_pip=False, verbose=False)
+
+
+def test_an_unreadable_cached_file_falls_through_to_the_sources(fake, cache, server, monkeypatch):
+    cache.mkdir()
+    (cache / "mnist.pkl.gz").write_bytes(b"unreadable")
+    real = data.sha256_of
+
+    def unreadable(path):
+        if Path(path) == cache / "mnist.pkl.gz" and Path(path).read_bytes() == b"unreadable":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(data, "sha256_of", unreadable)
+    server.files["/m.gz"] = fake
+    assert len(load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False).test) == SIZES[2]
+    assert (cache / "mnist.pkl.gz").read_bytes() == fake
+
+
+def test_stale_part_files_of_killed_downloads_are_removed_and_fresh_ones_kept(fake, cache, server):
+    cache.mkdir()
+    stale, fresh, other = cache / ".mnist.pkl.gz.abc123.part", cache / ".mnist.pkl.gz.def456.part", cache / "notes.part"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half a download")
+    old = os.stat(stale).st_mtime - 2 * data.STALE_PART_SECONDS
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    server.files["/m.gz"] = fake
+    load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False)
+    assert files_in(cache) == sorted([fresh.name, "mnist.pkl.gz", other.name])
+
+
+def test_url_source_and_sha256_of_check_their_arguments():
+    with pytest.raises(TypeError, match=r"a mirror must be a URL string, got 3"):
+        data.url_source(3)
+    with pytest.raises(ValueError, match=r"timeout must be a finite positive number, got 0"):
+        data.url_source("https://example.org/m.gz", timeout=0)
+    with pytest.raises(TypeError, match=r"path must be a str or os.PathLike, not bool"):
+        data.sha256_of(True)             # an int would have read (and closed) a file descriptor

@@ -43,9 +43,10 @@ def test_bad_matrices_are_refused(bad, error, message):
         degeneracy.effective_rank(bad)
 
 
-@pytest.mark.parametrize("threshold", [0, 1, -0.1, "0.1", True])
-def test_bad_thresholds_are_refused(threshold):
-    with pytest.raises(ValueError, match="threshold must be a number between 0 and 1"):
+@pytest.mark.parametrize("threshold, error", [(0, ValueError), (1, ValueError), (-0.1, ValueError),
+                                              (np.nan, ValueError), ("0.1", TypeError), (True, TypeError)])
+def test_bad_thresholds_are_refused(threshold, error):
+    with pytest.raises(error, match="threshold must be a number between 0 and 1"):
         degeneracy.fraction_small(np.eye(2), threshold=threshold)
 
 
@@ -103,3 +104,26 @@ def test_bad_arguments_of_the_new_measures_are_refused():
         degeneracy.participation_ratio(np.ones(3))
     with pytest.raises(ValueError, match="matrix must be a non-empty 2-D array"):
         degeneracy.stable_rank(np.ones(3))
+
+
+# --- very large and very small numbers (issue 11) ---------------------------------------------------
+@pytest.mark.parametrize("scale", [1e-320, 1e-300, 1.0, 1e300])
+def test_the_measures_do_not_depend_on_the_scale_even_near_the_ends_of_float64(scale):
+    m = np.diag([3.0, 2.0, 1.0, 1.0])
+    assert degeneracy.stable_rank(scale * m) == pytest.approx(15 / 9, rel=1e-12)
+    assert degeneracy.effective_rank(scale * m) == pytest.approx(degeneracy.effective_rank(m), rel=1e-12)
+    cloud = np.vstack([np.eye(3), -np.eye(3)])
+    assert degeneracy.participation_ratio(scale * cloud) == pytest.approx(3.0, rel=1e-12)
+
+
+def test_spectra_near_the_largest_float_keep_their_effective_rank():
+    assert degeneracy.spectrum_effective_rank(np.array([1e308, 1e308])) == pytest.approx(2.0)
+    assert degeneracy.spectrum_effective_rank(np.array([[1e308, 1e308, 1e308], [1, 0, 0]])).tolist() == pytest.approx([3.0, 1.0])
+
+
+def test_rescaling_leaves_ordinary_spectra_unchanged_to_the_bit():
+    s = np.random.default_rng(3).random((4, 7)) * 30
+    total = s.sum(axis=-1, keepdims=True)
+    p = s / total
+    expected = np.exp(-np.sum(p * np.log(p), axis=-1))
+    np.testing.assert_array_equal(degeneracy.spectrum_effective_rank(s), expected)

@@ -167,3 +167,72 @@ def test_kernel_trains_on_the_current_contents_of_a_reused_array(data):
 
 def test_numba_is_available():
     assert kernels.available()
+
+
+# --- failing loudly (issue 11) -----------------------------------------------------------------
+def epoch_arguments(data, **change):
+    x, labels = data(10, 5, 3, zeros=0.5, dtype=np.float32)
+    net = Network([5, 4, 3], seed=0)
+    arguments = dict(weights=net.weights, biases=net.biases, inputs=SparseRows.from_dense(x, np.float32),
+                     labels=labels, order=np.arange(10), mini_batch_size=3, eta=0.5, lmbda=1.0, n=10)
+    return arguments | change
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(order=np.array([0, 1, 10])), ValueError, r"order must be integer indices of examples, in \[0, 9\]"),
+    (dict(order=np.array([-1, 2])), ValueError, r"order must be integer indices of examples, in \[0, 9\]"),
+    (dict(order=np.array([0.0, 1.0])), ValueError, r"order must be integer indices"),
+    (dict(labels=np.full(10, 3)), ValueError, r"labels must lie in \[0, 2\], got values from 3 to 3"),
+    (dict(labels=np.zeros(9, int)), ValueError, r"got 10 inputs but 9 labels"),
+    (dict(labels=np.zeros(10)), TypeError, r"labels must be integers"),
+    (dict(mini_batch_size=0), ValueError, r"mini_batch_size must be at least 1"),
+    (dict(eta=10.0, lmbda=10.0, n=1), ValueError, r"eta \* lmbda / n = 100 must be below 1"),
+    (dict(frozen=(2,)), ValueError, r"frozen layer 2 does not exist"),
+    (dict(inputs=np.zeros((10, 5))), TypeError, r"inputs must be nblib.kernels.SparseRows"),
+    (dict(weights=[]), TypeError, r"weights and biases must be lists of numpy arrays"),
+])
+def test_sgd_epoch_checks_what_the_compiled_loop_trusts(change, error, message, data):
+    arguments = epoch_arguments(data, **change)
+    before = [p.copy() for p in arguments["weights"] + arguments["biases"]]
+    with pytest.raises(error, match=message):
+        kernels.sgd_epoch(**arguments)
+    for p, q in zip(arguments["weights"] + arguments["biases"], before):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_sgd_epoch_refuses_inputs_of_another_width_or_precision(data):
+    x, _ = data(10, 6, 3, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"inputs must be 10 rows of 5 float32 numbers .* SparseRows.from_dense"):
+        kernels.sgd_epoch(**epoch_arguments(data, inputs=SparseRows.from_dense(x, np.float32)))
+    x, _ = data(10, 5, 3)
+    with pytest.raises(ValueError, match=r"rows of 5 float64 numbers"):
+        kernels.sgd_epoch(**epoch_arguments(data, inputs=SparseRows.from_dense(x, np.float64)))
+
+
+def test_sgd_epoch_refuses_mixed_precision_and_layers_that_do_not_chain(data):
+    arguments = epoch_arguments(data)
+    with pytest.raises(TypeError, match=r"weights and biases must all be float32 or all float64"):
+        kernels.sgd_epoch(**arguments | dict(biases=[b.astype(np.float64) for b in arguments["biases"]]))
+    with pytest.raises(ValueError, match=r"layer 1: weights of shape \(3, 5\) and biases of shape \(3,\) do not make a network"):
+        kernels.sgd_epoch(**arguments | dict(weights=[arguments["weights"][0], np.zeros((3, 5), np.float32)]))
+
+
+def test_sparse_rows_with_indices_out_of_range_are_refused():
+    good = dict(indptr=np.array([0, 1, 2]), indices=np.array([0, 3]), values=np.ones(2, np.float32), shape=(2, 4))
+    SparseRows(**good)
+    with pytest.raises(ValueError, match=r"not the compressed rows of a \(2, 4\) array"):
+        SparseRows(**good | dict(indices=np.array([0, 4])))
+    with pytest.raises(ValueError, match=r"not the compressed rows"):
+        SparseRows(**good | dict(indptr=np.array([0, 3, 2])))
+    with pytest.raises(TypeError, match=r"SparseRows needs 1-D int64 indptr and indices"):
+        SparseRows(**good | dict(indices=[0, 3]))
+    with pytest.raises(ValueError, match=r"x must be a 2-D array, got shape \(4,\)"):
+        SparseRows.from_dense(np.zeros(4), np.float32)
+
+
+def test_a_huge_mini_batch_is_one_batch_of_the_whole_epoch_not_a_memory_error(data):
+    x, labels = data(12, 7, 3, zeros=0.5)
+    net = Network([7, 5, 3], seed=1, dtype=np.float64)
+    order = np.random.default_rng(0).permutation(12)
+    assert_same_network(kernel_epoch(net, x, labels, order, 10 ** 9, 0.5, 1.0),
+                        kernel_epoch(net, x, labels, order, 12, 0.5, 1.0), 0.0)

@@ -184,7 +184,22 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.gaussian(0, 2, 4, seed=0), ValueError, "runs must be at least 1"),
     (lambda: linear.gaussian(1, 2.5, 4, seed=0), TypeError, "depth must be a positive integer"),
     (lambda: linear.gaussian(1, 2, True, seed=0), TypeError, "width must be a positive integer"),
-    (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError, "seed must be at least 0"),
+    (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
+    (lambda: linear.gaussian(1, 2, 4, seed=True), TypeError, r"seed must be an integer from 0 to 2\*\*64 - 1, got True"),
+    # issue 11: integer dtypes would hold mostly zeros; stacks too large to hold; bad devices
+    (lambda: linear.gaussian(1, 2, 4, seed=0, dtype=torch.int64), TypeError,
+     r"dtype must be a floating-point torch dtype such as torch.float32 or torch.float64, got torch.int64"),
+    (lambda: linear.orthogonal(1, 2, 4, seed=0, dtype=torch.int32), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: linear.target_map(4, seed=0, dtype=torch.bool), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: linear.gaussian(10 ** 4, 100, 1000, seed=0), ValueError,
+     r"the stack, runs x depth x width x width would be 1,000,000,000,000 numbers"),
+    (lambda: linear.gaussian(1, 2, 4, seed=0, device="gpu"), ValueError, r"device must name a device such as 'cpu'"),
+    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), residual="yes"), TypeError,
+     r"residual must be True or False, got 'yes'"),
+    (lambda: linear.backward(torch.zeros(1, 2, 4, 4), [torch.zeros(1, 3, 4)] * 2 + [torch.zeros(1, 2, 4)],
+                             torch.zeros(3, 4)), ValueError, r"activations\[2\] must be a tensor of shape \(1, 3, 4\)"),
+    (lambda: linear.backward(torch.zeros(1, 2, 4, 4), torch.zeros(3, 1, 3, 4), torch.zeros(3, 4)), ValueError,
+     r"activations must hold 3 tensors"),
     (lambda: linear.gaussian(1, 2, 4, seed=0, scale=-1), ValueError, "scale must be a finite non-negative"),
     (lambda: linear.gaussian(1, 2, 4, seed=0, scale="1"), TypeError, "scale must be a finite non-negative number"),
     (lambda: linear.orthogonal(1, 2, 4, seed=0, scale=float("nan")), ValueError, "scale must be a finite"),
@@ -194,7 +209,7 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.fold(torch.zeros(1, 1, 4, 4, dtype=torch.int64)), TypeError, "floating-point"),
     (lambda: linear.fold(torch.zeros(1, 1, 6, 6), 2), ValueError, "width divisible by 4, got 6"),
     (lambda: linear.fold(torch.zeros(1, 1, 4, 4), -1), ValueError, "times must be at least 0"),
-    (lambda: linear.initialise("uniform", 1, 1, 4, seed=0), ValueError, "kind must be one of"),
+    (lambda: linear.initialise("uniform", 1, 1, 4, seed=0), ValueError, "kind must be one of 'gaussian', 'folded', 'orthogonal', got 'uniform'"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5)), ValueError, "x must have shape \\(batch, 4\\)"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5, 4)), ValueError, "x must have shape"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), np.zeros((3, 4))), TypeError, "x must be a torch tensor"),
@@ -216,3 +231,7 @@ def test_split_refuses_groups_that_do_not_add_up():
     h = linear.train(torch.zeros(2, 1, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, progress=False)
     with pytest.raises(ValueError, match="groups must add up to the 2 runs"):
         h.split({"a": 1})
+    with pytest.raises(TypeError, match=r"groups\['a'\] must be a positive integer, got 1.5"):
+        h.split({"a": 1.5, "b": 0.5})
+    with pytest.raises(TypeError, match=r"groups must be a dict \{name: number of runs\}"):
+        h.split([1, 1])

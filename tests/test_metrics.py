@@ -87,3 +87,27 @@ def test_speeds_refuse_bad_data(batch):
         learning_speeds(net, x, labels[:-1])
     with pytest.raises(ValueError, match=r"inputs have 5 columns but the first layer has 6 neurons"):
         learning_speeds(net, x[:, :5], labels)
+
+
+@pytest.mark.parametrize("seeds, error, message", [
+    (5, TypeError, r"seeds must be a list of seeds such as range\(10\) or \[0, 1, 2\], got 5"),
+    ("012", TypeError, r"seeds must be a list of seeds"),
+    ([0, -1], ValueError, r"every entry of seeds must be an integer from 0 to 2\*\*64 - 1, got -1"),
+    ([0, True], TypeError, r"every entry of seeds must be an integer from 0 to 2\*\*64 - 1, got True"),
+])
+def test_speeds_at_initialisation_refuses_bad_seeds(seeds, error, message, batch):
+    with pytest.raises(error, match=message):
+        speeds_at_initialisation(SIZES, *batch, seeds=seeds)
+
+
+@pytest.mark.parametrize("function", [neuron_speeds, learning_speeds])
+def test_measurements_of_something_that_is_not_a_network_are_refused(function, batch):
+    with pytest.raises(TypeError, match=r"net must be an nblib.networks.Network, got NoneType"):
+        function(None, *batch)
+
+
+def test_speeds_of_refuses_what_backprop_did_not_return():
+    with pytest.raises(TypeError, match=r"grads must be the Gradients that Network.backprop returns, got list"):
+        speeds_of([np.zeros(3)])
+    with pytest.raises(TypeError, match=r"include_output must be True or False, got 1"):
+        speeds_of(Network(SIZES).backprop(np.zeros((1, SIZES[0])), np.zeros(1, int)), include_output=1)

@@ -366,3 +366,181 @@ def test_numpy_scalars_are_accepted_as_rates_and_counts(data):
 
 def test_sizes_may_be_a_numpy_array():
     assert Network(np.array([4, 3, 2])).sizes == [4, 3, 2]
+
+
+# --- failing loudly (issue 11) -----------------------------------------------------------------
+def test_a_diverged_network_has_a_nan_cost_not_zero(data):
+    net = float64_net([4, 3, 2])
+    x, labels = data(5, 4, 2)
+    net.weights[0][0, 0] = np.nan
+    assert np.isnan(net.cost(x, labels))
+    assert np.isnan(net.cost_of_output(net.feedforward(x), labels))
+    assert not net.is_finite()
+
+
+@pytest.mark.parametrize("a", [[[1.5, 0.2]], [[0.5, -0.1]], [[np.inf, 0.5]]], ids=["above 1", "below 0", "inf"])
+def test_outputs_outside_0_1_are_refused_not_counted_as_zero(a):
+    net = float64_net([3, 2])
+    with pytest.raises(ValueError, match=r"a must be output activations, numbers in \[0, 1\]"):
+        net.cost_of_output(np.array(a), np.array([0]))
+
+
+def test_cost_of_output_checks_its_shape():
+    net = float64_net([3, 2])
+    with pytest.raises(ValueError, match=r"a has 3 columns but the network has 2 outputs"):
+        net.cost_of_output(np.full((1, 3), 0.5), np.array([0]))
+    with pytest.raises(ValueError, match=r"a must be a 2-D array, got shape \(2,\)"):
+        net.cost_of_output(np.full(2, 0.5), np.array([0]))
+    with pytest.raises(ValueError, match=r"z must have the shape of a"):
+        net.cost_of_output(np.full((1, 2), 0.5), np.array([0]), z=np.zeros(2))
+
+
+@pytest.mark.parametrize("z_wrong", [17.0, 20.0, 60.0, 200.0])
+def test_float32_cross_entropy_of_a_saturated_wrong_output_is_the_float64_value(z_wrong):
+    """One output rounds to exactly 1.0 in float32 on a wrong class from z of about 17: its cost
+    must be softplus(z), as float64 computes it, not inf or 3e38 / n."""
+    costs = {}
+    for dtype in (np.float32, np.float64):
+        net = Network([1, 2], seed=0, dtype=dtype)
+        net.weights[0][:] = [[z_wrong], [0.0]]
+        net.biases[0][:] = 0.0
+        costs[dtype] = net.cost(np.ones((2, 1)), np.array([1, 1]))
+    expected = np.logaddexp(0, z_wrong) + np.logaddexp(0, -0.0)
+    assert costs[np.float64] == pytest.approx(expected, rel=1e-8)     # 1 - a loses digits in float64 too
+    assert costs[np.float32] == pytest.approx(expected, rel=1e-6)
+
+
+def test_backprop_gives_the_output_z_so_a_saturated_cost_is_exact(data):
+    net = Network([1, 2], seed=0)
+    net.weights[0][:] = [[-120.0], [40.0]]          # float32: output 0 rounds to 0 on its own class
+    grads = net.backprop(np.ones((1, 1)), np.array([0]))
+    exact = net.cost_of_output(grads.output, np.array([0]), z=grads.output_z)
+    assert exact == pytest.approx(net.cost(np.ones((1, 1)), np.array([0])), rel=1e-6)
+    assert exact == pytest.approx(120 - net.biases[0][0] + 40 + net.biases[0][1], rel=1e-5)
+    bound = net.cost_of_output(grads.output, np.array([0]))   # without z: a finite lower bound
+    assert np.isfinite(bound) and 100 < bound <= exact
+
+
+def test_cost_of_valid_outputs_is_unchanged(data):
+    """The float32 cost of a network whose outputs stay inside (0, 1) is network2's formula, to
+    the bit (0 ln 0 counted as 0)."""
+    net = Network([5, 4, 3], seed=2)
+    x, labels = data(40, 5, 3)
+    a = net.feedforward(x)
+    y = np.eye(3, dtype=np.float32)[labels]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = float(np.nan_to_num(-y * np.log(a) - (1 - y) * np.log(1 - a)).sum(axis=1).mean())
+    assert net.cost(x, labels) == expected
+
+
+@pytest.mark.parametrize("lmbda, error, message", [
+    (-1.0, ValueError, r"lmbda must be a finite non-negative number, got -1.0"),
+    (np.nan, ValueError, r"lmbda must be a finite non-negative number, got nan"),
+    ("1", TypeError, r"lmbda must be a finite non-negative number, got '1'"),
+])
+def test_cost_refuses_a_bad_lmbda(lmbda, error, message, data):
+    net = float64_net([4, 3, 2])
+    x, labels = data(3, 4, 2)
+    with pytest.raises(error, match=message):
+        net.cost(x, labels, lmbda=lmbda)
+
+
+@pytest.mark.parametrize("method", ["update_mini_batch", "apply_gradients"])
+def test_a_decay_factor_that_flips_the_weights_is_refused(method, data):
+    net = float64_net([4, 3, 2])
+    x, labels = data(3, 4, 2)
+    first = (x, labels) if method == "update_mini_batch" else (net.backprop(x, labels),)
+    with pytest.raises(ValueError, match=r"eta \* lmbda / n = 100 must be below 1"):
+        getattr(net, method)(*first, 10.0, 10.0, 1)
+
+
+@pytest.mark.parametrize("method", ["update_mini_batch", "apply_gradients"])
+def test_frozen_counts_from_the_output_with_negative_indices_and_refuses_missing_layers(method, data):
+    net = float64_net([4, 3, 2])
+    x, labels = data(3, 4, 2)
+    first = (lambda: (x, labels)) if method == "update_mini_batch" else (lambda: (net.backprop(x, labels),))
+    before = net.copy()
+    getattr(net, method)(*first(), 0.5, 0.0, 3, frozen=[-1])
+    np.testing.assert_array_equal(net.weights[1], before.weights[1])
+    assert not np.array_equal(net.weights[0], before.weights[0])
+    for frozen, error, message in (([5], ValueError, "frozen layer 5 does not exist"),
+                                   ([-3], ValueError, "frozen layer -3 does not exist"),
+                                   ([0.0], TypeError, "frozen must hold integer layer indices"),
+                                   (1, TypeError, "frozen must be a list of layer indices")):
+        with pytest.raises(error, match=message):
+            getattr(net, method)(*first(), 0.5, 0.0, 3, frozen=frozen)
+
+
+def test_apply_gradients_refuses_gradients_of_another_network(data):
+    net, other = float64_net([4, 3, 2]), float64_net([4, 5, 2])
+    x, labels = data(3, 4, 2)
+    grads = other.backprop(x, labels)
+    with pytest.raises(ValueError, match=r"grads.weights\[0\] has shape \(5, 4\), but layer 0's weights have shape \(3, 4\)"):
+        net.apply_gradients(grads, 0.1, 0.0, 3)
+    deeper = float64_net([4, 3, 3, 2]).backprop(x, labels)
+    with pytest.raises(ValueError, match=r"grads.weights must hold one array per layer \(2\)"):
+        net.apply_gradients(deeper, 0.1, 0.0, 3)
+    with pytest.raises(TypeError, match=r"grads must be the Gradients that Network.backprop returns, got list"):
+        net.apply_gradients([np.zeros((3, 4))], 0.1, 0.0, 3)
+
+
+def test_apply_gradients_refuses_nan_gradients_and_leaves_the_network_alone(data):
+    net = float64_net([4, 3, 2])
+    x, labels = data(3, 4, 2)
+    grads = net.backprop(x, labels)
+    grads.biases[1][0] = np.nan
+    before = net.copy()
+    with pytest.raises(ValueError, match=r"grads.biases\[1\] contains NaN or infinity: the network has diverged"):
+        net.apply_gradients(grads, 0.1, 0.0, 3)
+    for p, q in zip(net.weights + net.biases, before.weights + before.biases):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    (-1, ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1, a numpy Generator or None, got -1"),
+    (True, TypeError, r"seed must be an integer from 0 to 2\*\*64 - 1, a numpy Generator or None, got True"),
+    (1.0, TypeError, r"seed must be an integer .*, got 1.0"),
+    ("0", TypeError, r"seed must be an integer .*, got '0'"),
+    (2 ** 64, ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
+])
+def test_bad_seeds_are_refused_naming_seed(seed, error, message):
+    with pytest.raises(error, match=message):
+        Network([3, 2], seed=seed)
+
+
+def test_numpy_integer_seeds_and_none_are_accepted():
+    np.testing.assert_array_equal(Network([3, 2], seed=np.int64(4)).weights[0], Network([3, 2], seed=4).weights[0])
+    assert Network([3, 2], seed=None).is_finite()
+
+
+def test_sigmoid_refuses_what_is_not_a_number():
+    from nblib.networks import sigmoid, sigmoid_prime
+    for f in (sigmoid, sigmoid_prime):
+        with pytest.raises(TypeError, match=r"z must be a real number or an array of real numbers, got 'a'"):
+            f("a")
+    assert sigmoid(0.0) == 0.5 and sigmoid_prime(np.zeros(2)).tolist() == [0.25, 0.25]
+
+
+class _SpuriousFlag(np.ndarray):
+    """Weights whose products raise the floating-point "invalid" flag on finite numbers, as some
+    BLAS kernels do at random (numpy issue #24067): numpy turns it into a RuntimeWarning under
+    the error state in force, unless that state ignores "invalid"."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [np.asarray(i) if isinstance(i, _SpuriousFlag) else i for i in inputs]
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if ufunc is np.matmul:
+            np.subtract(np.float32(np.inf), np.float32(np.inf))   # sets "invalid", result discarded
+        return result
+
+
+def test_a_spurious_invalid_flag_from_blas_is_not_an_error_but_real_nans_are_found(data):
+    net = Network([7, 5, 3], seed=1)
+    x, labels = data(1, 7, 3, dtype=np.float32)
+    net.weights = [w.view(_SpuriousFlag) for w in net.weights]
+    with np.errstate(invalid="raise"):
+        a = net.feedforward(x)
+        net.backprop(x, labels)
+        assert np.isfinite(a).all() and np.isfinite(net.cost(x, labels))
+    net.weights[1][0, 0] = np.nan
+    assert np.isnan(net.cost(x, labels)) and not net.is_finite()

@@ -195,6 +195,10 @@ def test_ratio_first_to_last_and_missing_metric():
     np.testing.assert_allclose(h.ratio_first_to_last(), [0.25, 1.0])
     with pytest.raises(KeyError, match="no metric 'speed'"):
         h["speed"]
+    with pytest.raises(ValueError, match="metric must be one of 'grad_norm', .*, got 'speed'"):
+        h.ratio_first_to_last("speed")
+    with pytest.raises(ValueError, match="this history has no 'dead'; it holds grad_norm"):
+        h.ratio_first_to_last("dead")
 
 
 def test_the_probe_does_not_change_training():
@@ -292,7 +296,10 @@ def test_plot_history_draws_one_line_per_layer_in_each_panel():
     ({"metrics": "grad_norm"}, ValueError, "metrics must be a non-empty list"),
     ({"metrics": ["speed"]}, ValueError, "unknown metric 'speed'"),
     ({"smooth": 0}, ValueError, "smooth must be at least 1"),
-    ({"axes": [None, None, None]}, ValueError, "axes has 3 panels for 4 metrics"),
+    ({"axes": [None, None, None]}, ValueError, "axes must be a list of 4 matplotlib Axes, one per metric"),
+    ({"axes": "abcd"}, ValueError, "axes must be a list of 4 matplotlib Axes"),
+    ({"axes": [None] * 4}, ValueError, "axes must be a list of 4 matplotlib Axes"),
+    ({"title": None}, TypeError, "title must be a string, got None"),
 ])
 def test_plot_history_errors(kwargs, error, message):
     args = {"history": recorded_history(2), "title": "t", **kwargs}
@@ -329,3 +336,67 @@ def test_effective_rank_uses_rows_spread_over_the_whole_batch():
     rows = x[torch.linspace(0, 39, 10).round().long()]
     assert rank == pytest.approx(degeneracy.effective_rank((rows - rows.mean(0)).numpy()))
     assert rank > 1.5                        # the first ten rows alone would give 0
+
+
+# --- one activation module shared by several layers (issue 11) ----------------------------------
+class SharedAct(nn.Module):
+    """The common pattern: one self.act = nn.ReLU() applied after every hidden layer in forward."""
+
+    def __init__(self, widths=(3, 5, 4, 2)):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = (nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (3, 4, 4, 4)], ids=["layers of different widths", "equal widths"])
+def test_a_shared_activation_found_by_itself_is_refused_saying_how_to_pass_layers(widths):
+    torch.manual_seed(0)
+    model = SharedAct(widths)
+    probe = Probe(model)
+    with pytest.raises(ValueError, match=r"the activation module 'act' ran after 'fc1', but the probe pairs it only "
+                                         r"with 'fc3'.*Probe\(model, layers=\{\"fc1\": \(model.fc1, model.act\)"):
+        with probe.step():
+            model(torch.randn(6, widths[0])).sum().backward()
+    assert all_hooks(model) == 0 and len(probe.history().steps) == 0
+    with pytest.raises(ValueError, match=r"pass the layers"):
+        probe.measure(torch.randn(6, widths[0]))
+
+
+def test_a_shared_activation_passed_as_layers_is_measured_after_each_layer_separately():
+    torch.manual_seed(0)
+    model = SharedAct()
+    x = torch.randn(6, 3)
+    probe = Probe(model, {"first": (model.fc1, model.act), "second": (model.fc2, model.act)})
+    with probe.step():
+        model(x).sum().backward()
+    h = probe.history()
+    with torch.no_grad():
+        a1 = torch.relu(model.fc1(x))
+        a2 = torch.relu(model.fc2(a1))
+    assert h["act_mean"][0].tolist() == pytest.approx([float(a1.mean()), float(a2.mean())])
+    assert h["act_std"][0].tolist() == pytest.approx([float(a1.std()), float(a2.std())])
+    stats = probe.measure(x)
+    assert stats["act_mean"].tolist() == pytest.approx([float(a1.mean()), float(a2.mean())])
+
+
+def test_one_relu_placed_twice_in_a_sequential_gives_two_layers():
+    torch.manual_seed(0)
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(3, 5), relu, nn.Linear(5, 4), relu, nn.Linear(4, 2))
+    probe = Probe(model)
+    assert probe.names == ["0", "2"]
+    x = torch.randn(7, 3)
+    stats = probe.measure(x)
+    with torch.no_grad():
+        a1 = torch.relu(model[0](x))
+        a2 = torch.relu(model[2](a1))
+    assert stats["act_mean"].tolist() == pytest.approx([float(a1.mean()), float(a2.mean())])
+
+
+def test_saturation_may_be_a_numpy_number():
+    assert Probe(known_relu_model(), saturation=np.float32(0.1)).saturation == pytest.approx(0.1)
+    with pytest.raises(TypeError, match=r"saturation must be a number between 0 and 1, got '0.1'"):
+        Probe(known_relu_model(), saturation="0.1")

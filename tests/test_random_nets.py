@@ -103,7 +103,17 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: rn.random_weights(1, 1, 4, init="uniform", seed=0), ValueError, "init must be 'gaussian' or 'orthogonal'"),
+    (lambda: rn.random_weights(1, 1, 4, init="uniform", seed=0), ValueError, "init must be one of 'gaussian', 'orthogonal', got 'uniform'"),
+    # issue 11
+    (lambda: rn.random_weights(1, 1, 4, seed=0, dtype=torch.int64), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.ones(1, 4), normalise="batch"), ValueError,
+     r"batch normalisation needs a batch of at least 2 examples"),
+    (lambda: rn.representations(torch.zeros(1, 1, 1, 1), torch.ones(3, 1), normalise="layer"), ValueError,
+     r"layer normalisation needs layers of at least 2 units, got width 1"),
+    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=2), TypeError, r"at must be a list of depths such as \(1, 2\), got 2"),
+    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(1.0,)), TypeError, r"every depth in at must be a positive integer"),
+    (lambda: rn.warp(np.zeros((3, 2)), 2, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
+    (lambda: rn.warp(np.zeros((3, 2)), 2, residual=1), TypeError, r"residual must be True or False"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), nonlinearity="sigmoid"),
      ValueError, "nonlinearity must be one of"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), normalise="group"),
@@ -120,3 +130,12 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
 def test_bad_arguments_are_refused_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_representations_that_are_not_finite_have_no_dimension_not_dimension_0():
+    hidden = [torch.randn(2, 5, 3, dtype=torch.float64) for _ in range(2)]
+    hidden[1][0, 2, 1] = float("nan")
+    hidden[1][1, 0, 0] = float("inf")
+    d = rn.effective_dimensions(hidden)
+    assert np.isfinite(d[:, 0]).all() and np.isnan(d[:, 1]).all()
+    np.testing.assert_allclose(d[:, 0], rn.effective_dimensions(hidden[:1])[:, 0])

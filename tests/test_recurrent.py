@@ -151,7 +151,7 @@ def test_a_short_adding_problem_is_learned():
 def test_train_errors():
     with pytest.raises(TypeError, match="config must be a RecurrentConfig"):
         recurrent.train({"kind": "rnn"}, 0)
-    with pytest.raises(ValueError, match="seed must be at least 0"):
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*64 - 1, got -2"):
         recurrent.train(TINY, -2)
 
 
@@ -177,7 +177,46 @@ def test_train_all_in_this_process_and_in_workers_gives_the_same_numbers():
     (({"a": TINY}, [0]), {"workers": 0}, ValueError, "workers must be at least 1"),
     (({"a": TINY}, {"b": [0]}), {}, ValueError, "must have exactly the names of configs"),
     (({"a": TINY}, {"a": []}), {}, ValueError, "seeds is empty"),
+    (({"a": TINY}, 5), {}, TypeError, r"seeds must be a list of seeds such as range\(10\)"),
+    (({"a": TINY}, [0, -1]), {}, ValueError, r"every entry of seeds must be an integer from 0"),
 ])
 def test_train_all_errors(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         recurrent.train_all(*args, **kwargs)
+
+
+# --- failing loudly (issue 11) -------------------------------------------------------------------
+def test_mse_refuses_targets_that_would_broadcast_to_a_matrix():
+    torch.manual_seed(0)
+    model = recurrent.Recurrent("rnn", hidden=4)
+    x, y = recurrent.adding_problem(8, 5, torch.Generator().manual_seed(0), torch.device("cpu"))
+    with torch.no_grad():
+        expected = float(((model(x) - y) ** 2).mean())
+    assert recurrent.mse(model, x, y) == pytest.approx(expected)
+    for bad in (y[:, None], y[:4], y.long()):
+        with pytest.raises((ValueError, TypeError), match=r"y (one target per sequence|must hold floating-point)"):
+            recurrent.mse(model, x, bad)
+    with pytest.raises(ValueError, match=r"x must have shape \(sequences, steps, 2\)"):
+        recurrent.input_gradients(model, x[..., :1], y)
+
+
+def test_a_model_whose_output_would_broadcast_is_refused():
+    class Column(torch.nn.Module):
+        def forward(self, x):
+            return x[:, -1, :1]                  # (n, 1): would broadcast against y of shape (n,)
+
+    x, y = recurrent.adding_problem(6, 4, torch.Generator().manual_seed(1), torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"the model must return one number per sequence, shape \(6,\), got \(6, 1\)"):
+        recurrent.mse(Column(), x, y)
+
+
+def test_adding_problem_refuses_bad_devices_and_sizes_too_large():
+    with pytest.raises(ValueError, match=r"on must name a device such as 'cpu'"):
+        recurrent.adding_problem(3, 4, on="gpu")
+    with pytest.raises(ValueError, match=r"the sequences, 3 x n x length would be"):
+        recurrent.adding_problem(10 ** 6, 10 ** 4)
+
+
+def test_but_names_an_unknown_setting():
+    with pytest.raises(TypeError, match=r"a RecurrentConfig has no setting 'lenght'; its settings are kind, length"):
+        RecurrentConfig().but(lenght=3)

@@ -55,16 +55,43 @@ def test_mathjax_comes_from_its_cdn_when_not_installed(tmp_path):
     assert not (tmp_path / "out" / "_static" / "vendor").exists()
 
 
-def test_mathjax_is_served_by_the_book_when_installed(tmp_path):
+def install_mathjax(tmp_path: Path) -> Path:
     es5 = tmp_path / "vendor" / "mathjax" / "es5"
     (es5 / "output" / "chtml" / "fonts").mkdir(parents=True)
     (es5 / "tex-mml-chtml.js").write_text("/* MathJax */")
     (es5 / "output" / "chtml" / "fonts" / "font.woff").write_text("font")
     (es5 / "unused-bundle.js").write_text("not copied")
     (es5.parent / "package.json").write_text(json.dumps({"version": "3.2.2"}))
+    return es5
+
+
+def test_mathjax_is_served_by_the_book_when_installed(tmp_path):
+    install_mathjax(tmp_path)
     page = build(tmp_path, ["nblib.sphinx_offline"], offline_vendor_dir=str(tmp_path / "vendor"))
     assert "cdn.jsdelivr.net" not in page and "_static/vendor/mathjax/tex-mml-chtml.js" in page
     served = tmp_path / "out" / "_static" / "vendor" / "mathjax"
     assert (served / "tex-mml-chtml.js").read_text() == "/* MathJax */"
     assert (served / "output" / "chtml" / "fonts" / "font.woff").exists()
     assert not (served / "unused-bundle.js").exists()
+
+
+@pytest.mark.parametrize("damage", ["package.json", "output", "entry", "bad json"])
+def test_a_half_installed_mathjax_falls_back_to_its_cdn_instead_of_crashing_the_build(tmp_path, damage):
+    import shutil
+    es5 = install_mathjax(tmp_path)
+    if damage == "package.json":
+        (es5.parent / "package.json").unlink()
+    elif damage == "output":
+        shutil.rmtree(es5 / "output")
+    elif damage == "entry":
+        (es5 / "tex-mml-chtml.js").unlink()
+    else:
+        (es5.parent / "package.json").write_text("{not json")
+    page = build(tmp_path, ["nblib.sphinx_offline"], offline_vendor_dir=str(tmp_path / "vendor"))
+    assert "cdn.jsdelivr.net/npm/mathjax@3" in page
+    assert not (tmp_path / "out" / "_static" / "vendor").exists()
+
+
+def test_what_an_incomplete_install_lacks_is_named():
+    from nblib import sphinx_offline
+    assert sphinx_offline._missing(Path("/nowhere")) == ["tex-mml-chtml.js", "output/", "../package.json"]

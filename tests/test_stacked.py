@@ -140,7 +140,9 @@ def test_probe_on_a_network_with_zero_weights():
     (dict(sizes=[3, 2, 2], inits="standard", seeds=[0]), TypeError, "inits must be a non-empty list"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0, 1]), ValueError, "one entry per network"),
     (dict(sizes=[3, 2, 2], inits=["xavier"], seeds=[0]), ValueError, "every init must be one of"),
-    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0.5]), TypeError, "every seed must be a non-negative integer"),
+    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0.5]), TypeError, r"every seed must be an integer from 0 to 2\*\*64 - 1"),
+    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[True]), TypeError, r"every seed must be an integer from 0 to 2\*\*64 - 1"),
+    (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[2 ** 62]), ValueError, r"every seed must be an integer from 0 to 1844674407370955"),
     (dict(sizes=[3, 2, 2], inits=["gaussian"], seeds=[0], scales=[-1]), ValueError, "every scale must be a finite positive number"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0], dtype=torch.int32), TypeError, "dtype must be"),
 ])
@@ -170,6 +172,16 @@ def test_bad_inputs_are_refused():
         (lambda: stacked.train(net, x, y * 1.0, steps=1, batch_size=2, eta=0.1), TypeError, "labels must be integers"),
         (lambda: stacked.train(net, x * np.nan, y, steps=1, batch_size=2, eta=0.1), ValueError, "NaN or infinity"),
         (lambda: stacked.train(net, x.astype(str), y, steps=1, batch_size=2, eta=0.1), TypeError, "numeric array"),
+        # issue 11
+        (lambda: stacked.train("net", x, y, steps=1, batch_size=2, eta=0.1), TypeError, "stack must be an nblib.stacked.StackedMLP"),
+        (lambda: stacked.probe("net", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)), TypeError, "stack must be"),
+        (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, probe_data=x), TypeError,
+         r"probe_data must be an nblib.data.Split or an \(images, labels\) pair"),
+        (lambda: stacked.train(net, x, y, steps=10 ** 6, batch_size=10 ** 3, eta=0.1), ValueError,
+         r"the examples' order, networks x steps x batch_size would be 2,000,000,000 numbers"),
+        (lambda: stacked.init_bound("standard", 0, 2), ValueError, "n_in must be at least 1"),
+        (lambda: stacked.init_bound("gaussian", 3, 2, scale=float("nan")), ValueError, "scale must be a finite positive"),
+        (lambda: stacked.StackedMLP([3, 2, 2], ["standard"], [0], device="gpu"), ValueError, "device must name a device"),
     ]
     for make, error, message in cases:
         with pytest.raises(error, match=message):

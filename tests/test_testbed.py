@@ -217,8 +217,10 @@ def test_prepare_takes_the_first_images_of_each_split():
     assert data.x_train.shape == (10, 4) and data.x_val.shape == (20, 4) and data.y_train.dtype == torch.int64
     with pytest.raises(TypeError, match="mnist must be what nblib.data.load_mnist"):
         testbed.prepare((1, 2))
-    with pytest.raises(ValueError, match="n_train must be at least 1"):
+    with pytest.raises(ValueError, match="n_train must be an integer from 1 to 30, got 0"):
         testbed.prepare(mnist, n_train=0, on=CPU)
+    with pytest.raises(ValueError, match="n_val must be an integer from 1 to 20, got 21"):   # not silently 20
+        testbed.prepare(mnist, n_val=21, on=CPU)
 
 
 def test_accuracy_of_a_model_whose_answer_is_known():
@@ -244,7 +246,7 @@ def test_training_returns_plain_numbers_and_is_repeatable():
     assert not np.array_equal(run.losses, other.losses)
     assert run.grad_ratio("start") == pytest.approx(run.probe["grad_norm"][0, 0] / run.probe["grad_norm"][0, -1])
     assert run.grad_ratio("end", records=2) == pytest.approx(np.mean(run.probe.ratio_first_to_last()[-2:]))
-    with pytest.raises(ValueError, match='when must be "start" or "end"'):
+    with pytest.raises(ValueError, match="when must be one of 'start', 'end', got 'middle'"):
         run.grad_ratio("middle")
 
 
@@ -275,7 +277,7 @@ def test_train_errors(args, error, message):
 
 
 def test_train_refuses_negative_seeds():
-    with pytest.raises(ValueError, match="seed must be at least 0"):
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"):
         testbed.train(SMALL, small_data(), -1)
 
 
@@ -354,3 +356,74 @@ def test_moments_at_init_shapes_and_errors():
 def test_auxiliary_classifiers_are_scored():
     run = testbed.train(SMALL.but(depth=4, aux_every=2), small_data(), seed=0)
     assert len(run.aux_accuracy) == 1 and 0 <= run.aux_accuracy[0] <= 1
+
+
+# --- failing loudly (issue 11) -------------------------------------------------------------------
+def test_grad_ratio_refuses_a_number_of_records_that_is_not_positive():
+    run = testbed.train(SMALL, small_data(), seed=0, probe_every=4)
+    ratios = run.probe.ratio_first_to_last("grad_norm")
+    assert run.grad_ratio("end", records=2) == pytest.approx(ratios[-2:].mean())
+    assert run.grad_ratio("end", records=100) == pytest.approx(ratios.mean())      # all there are
+    for records, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError)):
+        with pytest.raises(error, match="records must be"):
+            run.grad_ratio("end", records=records)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(y_train=lambda d: d.y_train.int()), TypeError, r"y_train must hold int64 class indices \(torch.long; use y_train.long\(\)\), got torch.int32"),
+    (dict(y_val=lambda d: d.y_val + 10), ValueError, r"y_val must lie in \[0, 9\] \(DeepMLP has 10 outputs\), got values from 10"),
+    (dict(y_train=lambda d: d.y_train[:-1]), ValueError, r"y_train must have one label per image, 100, got 99"),
+    (dict(x_val=lambda d: d.x_val[:, :5]), ValueError, r"x_val must have shape \(n, 20\)"),
+    (dict(x_train=lambda d: d.x_train.long()), TypeError, r"x_train must hold floating-point numbers"),
+    (dict(x_train=lambda d: torch.full_like(d.x_train, float("nan"))), ValueError, r"x_train contains NaN"),
+    (dict(x_val=lambda d: d.x_val.numpy()), TypeError, r"x_val must be a torch tensor, got ndarray"),
+    (dict(x_val=lambda d: d.x_val[:0]), ValueError, r"x_val must have shape \(n, 20\) with n >= 1"),
+])
+def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, error, message):
+    good = small_data()
+    fields = {k: getattr(good, k) for k in ("x_train", "y_train", "x_val", "y_val")}
+    fields.update({k: f(good) for k, f in change.items()})
+    with pytest.raises(error, match=message):
+        testbed.Data(**fields)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, d: testbed.accuracy(m, d.x_val[:0], d.y_val[:0]), ValueError, r"x must have shape \(n, features\) with n >= 1"),
+    (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val, batch=0), ValueError, r"batch must be at least 1"),
+    (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val[:3]), ValueError, r"y must have one label per image"),
+    (lambda m, d: testbed.accuracy("m", d.x_val, d.y_val), TypeError, r"model must be a torch.nn.Module, got str"),
+    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val.int(), [0]), TypeError, r"y must hold int64"),
+    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val, 3), TypeError, r"seeds must be a list of seeds"),
+    (lambda m, d: testbed.train(SMALL, d, 0, probe_every=0), ValueError, r"probe_every must be at least 1"),
+    (lambda m, d: testbed.predicted_moments("he", "relu", 10 ** 7, 48, 1.0), ValueError,
+     r"depth must be an integer from 1 to 10000, got 10000000"),
+    (lambda m, d: testbed.predicted_moments("he", ["relu"], 3, 4, 1.0), ValueError, r"activation must be one of"),
+    (lambda m, d: testbed.predicted_moments("bogus", "relu", 3, 4, 1.0), ValueError, r"scheme must be one of"),
+    (lambda m, d: testbed.weight_variance("he", 4, 4, "swish"), ValueError, r"activation must be one of"),
+    (lambda m, d: testbed.initialise("m", "he"), TypeError, r"model must be a torch.nn.Module"),
+    (lambda m, d: testbed.make_optimiser(SMALL, "m"), TypeError, r"model must be a torch.nn.Module"),
+    (lambda m, d: testbed.clip_by_norm(3, 1.0), TypeError, r"parameters must be the model's parameters"),
+    (lambda m, d: testbed.finite_mean(["a"]), TypeError, r"values must hold real numbers"),
+    (lambda m, d: testbed.geometric_mean(None), TypeError, r"values must hold real numbers"),
+    (lambda m, d: testbed.number("1.5"), TypeError, r"x must be a real number, got '1.5'"),
+    (lambda m, d: testbed.number(1.5, decimals=-1), ValueError, r"decimals must be an integer from 0 to 20"),
+    (lambda m, d: testbed.results_table([]), TypeError, r"results must be a non-empty dict"),
+    (lambda m, d: testbed.Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
+    (lambda m, d: testbed.Block(-1, 4, "relu", False, False), ValueError, r"n_in must be at least 1, got -1"),
+    (lambda m, d: testbed.Block(4, 4, "relu", 0, False), TypeError, r"batch_norm must be True or False"),
+])
+def test_helpers_check_their_arguments(call, error, message):
+    data = small_data()
+    with pytest.raises(error, match=message):
+        call(testbed.DeepMLP(SMALL, n_in=20), data)
+
+
+def test_the_helpers_still_accept_what_the_chapter_gives_them():
+    assert testbed.finite_mean([1.0, np.nan, 3.0]) == 2.0 and math.isnan(testbed.finite_mean([]))
+    assert testbed.geometric_mean(np.array([[1.0, 100.0]])) == pytest.approx(10.0)
+    assert testbed.number(np.float64(0.5)) == "0.50" and testbed.number(math.nan) == "–"
+
+
+def test_but_names_an_unknown_setting():
+    with pytest.raises(TypeError, match=r"a testbed.Config has no setting 'dpth'; its settings are depth, width"):
+        SMALL.but(dpth=3)

@@ -226,7 +226,7 @@ def test_run_parallel_refuses_bad_arguments(job, workers, error, message):
     (dict(epochs=2.0), TypeError, r"epochs must be a positive integer, got 2.0"),
     (dict(mini_batch_size=0), ValueError, r"mini_batch_size must be at least 1, got 0"),
     (dict(mini_batch_size=2.5), TypeError, r"mini_batch_size must be a positive integer, got 2.5"),
-    (dict(engine="cuda"), ValueError, r'engine must be "auto", "numba" or "numpy", got \'cuda\''),
+    (dict(engine="cuda"), ValueError, r"engine must be one of 'auto', 'numba', 'numpy', got 'cuda'"),
     (dict(eta=1.0, lmbda=37.0), ValueError, r"eta \* lmbda / n = 1 must be below 1"),
     (dict(eta=3.0, lmbda=20.0), ValueError, r"eta \* lmbda / n = 1.62\d* must be below 1"),
     (dict(evaluation=(np.zeros((4, 8)), np.zeros(4, int))), ValueError,
@@ -328,3 +328,84 @@ def test_bad_frozen_layers_are_refused(blobs, frozen, error, message):
     with pytest.raises(error, match=message):
         sgd(Network([2, 6, 5, 2]), training, epochs=1, mini_batch_size=10, eta=0.1, frozen=frozen,
             progress=False)
+
+
+# --- failing loudly (issue 11) -----------------------------------------------------------------
+def test_gradient_descent_that_diverges_says_so_instead_of_reporting_cost_zero(small):
+    net = Network([9, 3, 3], seed=0)
+    with pytest.warns(RuntimeWarning, match=r"gradient_descent diverged: .* at epoch 1, .* try a smaller eta"):
+        history = gradient_descent(net, small, epochs=3, eta=1e300, progress=False)
+    assert history.diverged and len(history.cost) == 1 and not np.isfinite(history.cost[-1])
+    assert len(history.speeds) == len(history.cost) + 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sgd_that_diverges_stops_and_says_so(engine, small):
+    net = Network([9, 3, 3], seed=0)
+    with pytest.warns(RuntimeWarning, match=r"sgd diverged: the weights stopped being finite at epoch 1"):
+        history = sgd(net, small, epochs=4, mini_batch_size=5, eta=1e300, evaluation=small, engine=engine,
+                      progress=False)
+    assert history.diverged and len(history.accuracy) == 1 and not net.is_finite()
+
+
+@pytest.mark.parametrize("method", [sgd, gradient_descent])
+def test_training_refuses_a_network_that_has_diverged_or_is_not_a_network(method, small):
+    settings = dict(epochs=1, eta=0.1, progress=False) | ({"mini_batch_size": 5} if method is sgd else {})
+    net = Network([9, 3, 3], seed=0)
+    net.biases[0][1] = np.inf
+    with pytest.raises(ValueError, match=r"net has NaN or infinite weights \(it has diverged\)"):
+        method(net, small, **settings)
+    with pytest.raises(TypeError, match=r"net must be an nblib.networks.Network, got NoneType"):
+        method(None, small, **settings)
+
+
+def test_runs_that_do_not_diverge_say_so(blobs):
+    _, history = train(data=blobs[0])
+    assert history.diverged is False and history.as_dict()["diverged"] is False
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_mini_batch_larger_than_the_data_is_the_whole_data_set(engine, small):
+    nets = [Network([9, 3, 3], seed=0, dtype=np.float64) for _ in range(2)]
+    for net, m in zip(nets, (37, 10 ** 9)):
+        sgd(net, small, epochs=2, mini_batch_size=m, eta=0.5, engine=engine, progress=False)
+    for p, q in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_history_with_a_numpy_seed_can_be_written_as_json(small):
+    import json
+    history = sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, seed=np.int64(3),
+                  progress=False)
+    assert type(history.settings["seed"]) is int
+    assert json.loads(json.dumps(history.as_dict()))["settings"]["seed"] == 3
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (True, TypeError), (1.5, TypeError), (None, TypeError)])
+def test_sgd_refuses_bad_seeds_naming_seed(seed, error, small):
+    with pytest.raises(error, match=r"seed must be an integer from 0 to 2\*\*64 - 1, got"):
+        sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, seed=seed, progress=False)
+
+
+def test_progress_must_be_true_false_or_none(small):
+    with pytest.raises(TypeError, match=r"progress must be True or False, got 'no'"):
+        sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, progress="no")
+
+
+def test_without_numba_training_says_once_what_to_install(monkeypatch, small):
+    from nblib import training
+    monkeypatch.setattr(kernels, "numba", None)
+    monkeypatch.setattr(training, "_told_about_numba", False)
+    with pytest.warns(UserWarning, match=r"numba is not installed, so nblib trains with plain numpy .* pip install numba"):
+        history = sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, progress=False)
+    assert history.settings["engine"] == "numpy"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, progress=False)   # said once
+
+
+@pytest.mark.parametrize("arguments", [5, "abc", None])
+def test_run_parallel_refuses_arguments_that_are_not_a_list(arguments):
+    with pytest.raises(TypeError, match=r"arguments must be a list of the jobs' arguments"):
+        run_parallel(abs, arguments, progress=False)

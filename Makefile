@@ -1,8 +1,9 @@
 # Two commands a reader needs (see README.md):
 #   make book   set up .venv, execute the chapters and build the HTML book into _build/html
-#   make test   set up .venv and run every test: nblib's unit tests, nbval over the chapters,
+#   make test   set up .venv and run every test: nblib's unit tests (also on the other Pythons
+#               found, `make test-matrix`), nbval over the chapters,
 #               the static notebook checks, the book build with warnings as errors, and the
-#               built chapter pages in a real browser, offline (Debian's chromium)
+#               built pages in a real browser, offline (Debian's chromium)
 # Everything runs offline except the package registries (pip; npm for MathJax; apt for chromium).
 
 PYTHON ?= python3
@@ -22,6 +23,7 @@ export PYTHONHASHSEED := 0
 export NBLIB_PROGRESS := 0
 
 .PHONY: help setup data assets book book-noexec execute test unit nbval nbcheck browser browser-setup lab constraints clean student grade
+.PHONY: matrix test-matrix colab-check
 
 help:
 	@echo "make book   - set up, execute the chapters and build the HTML book (_build/html)"
@@ -30,6 +32,8 @@ help:
 	@echo "make execute - re-run the chapters in place, to commit their outputs"
 	@echo "make student - write the student edition of the exercises into _build/student"
 	@echo "make grade SUBMISSIONS=DIR - grade a folder of submitted notebooks (writes DIR/grades.csv)"
+	@echo "make matrix - nblib's unit tests on Python 3.11 (newest and lowest deps), 3.12, 3.13"
+	@echo "make colab-check - every notebook run as on Colab (Python 3.12, newest packages)"
 	@echo "make clean  - remove the build (keeps .venv and the MNIST cache)"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -98,8 +102,11 @@ grade: student data
 unit: setup
 	$(BIN)/python -m pytest tests
 
+# NBVAL_SANITIZE=tests/nbval_sanitize_portable.cfg for a run elsewhere than the pinned CPU
+# environment (a GPU, say): it leaves out glued values printed to full precision.
+NBVAL_SANITIZE ?= tests/nbval_sanitize.cfg
 nbval: data
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(NBVAL_SANITIZE) \
 		-p no:cacheprovider chapters
 
 nbcheck:
@@ -119,8 +126,34 @@ browser-setup:
 browser: setup browser-setup
 	NBLIB_BOOK_HTML=$(CURDIR)/_build/html NBLIB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
-test: data unit nbval nbcheck book-noexec browser
+test: data unit test-matrix nbval nbcheck book-noexec browser
 	@echo "make test: all passed"
+
+# --- other environments than the pinned one ----------------------------------------------
+# `make matrix`: nblib's unit tests again on every interpreter found, in environments readers
+# have: Python 3.11 with the newest releases and with the lowest versions pyproject.toml
+# declares, 3.12 and 3.13 with the newest (torch only where pip has a CPU build of it; elsewhere
+# its tests skip and the summary says so). An interpreter that is missing is skipped and named.
+# The environments are kept between runs, outside the checkout (~/.cache/nblib/venvs, see
+# .ci/venvs.py). MATRIX="3.12-newest ..." runs some of them. Summary: _build/matrix/summary.md.
+# `make test` runs TEST_MATRIX: every interpreter but with 3.11-newest left out, as its versions
+# are those of constraints.txt but for a patch release or two (`make unit` has just run them).
+MATRIX ?=
+TEST_MATRIX ?= 3.11-lowest 3.12-newest 3.13-newest
+matrix:
+	$(PYTHON) .ci/matrix.py $(MATRIX)
+
+test-matrix:
+	$(PYTHON) .ci/matrix.py $(TEST_MATRIX)
+
+# `make colab-check` (not part of `make test`: about 15 minutes): every notebook under chapters/
+# executed as a Colab reader runs it: Python 3.12 with the newest numpy, matplotlib, ipywidgets and
+# tqdm, torch==2.13.0, no constraints.txt, nblib installed by the chapter's own install cell (its
+# Colab branch, pointed at this checkout). On this project's machines pip's torch 2.13.0 for 3.12
+# is a CUDA build (about 5 GB with its NVIDIA packages, downloaded once); it runs on the CPU.
+# Report: _build/colab-check/report.md. COLAB_PYTHON=... and COLAB_TORCH=... choose others.
+colab-check: data
+	COLAB_PYTHON="$(COLAB_PYTHON)" COLAB_TORCH="$(or $(COLAB_TORCH),torch==2.13.0)" $(PYTHON) .ci/colab_check.py
 
 # --- reading and running locally -----------------------------------------------------------
 lab: data

@@ -112,3 +112,21 @@ def test_every_captioned_figure_cell_has_an_image(nb):
     for c in figures:
         images = [o for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
         assert images, f"{nb.name}: figure cell without an image: {''.join(c['source'])[:80]!r}"
+
+
+def sanitisers(name: str) -> list[tuple[str, str]]:
+    """The (regex, replacement) pairs of a tests/ sanitiser file, read as nbval reads them."""
+    text = (ROOT / "tests" / name).read_text()
+    return re.findall(r"^regex: (.*)$\n^replace: (.*)$", text, flags=re.MULTILINE)
+
+
+def test_the_portable_sanitisers_are_the_pinned_ones_plus_full_precision_numbers():
+    pinned, portable = sanitisers("nbval_sanitize.cfg"), sanitisers("nbval_sanitize_portable.cfg")
+    assert pinned and portable[:len(pinned)] == pinned, "nbval_sanitize_portable.cfg must begin with every pinned sanitiser"
+    extra = portable[len(pinned):]
+    assert len(extra) == 1
+    full_precision = re.compile(extra[0][0])
+    for glued in ("5.595945028976736", "96.28999999999999", "1.4293918059950836e-05", "-0.000123456\n"):
+        assert full_precision.search(glued), glued
+    for shown in ("95.5", "2", "0.812\n", "median 1/79.9", "the value 0.1234567", "'2.29 ± 0.01'", "True\n"):
+        assert not full_precision.search(shown), shown

@@ -10,6 +10,19 @@ def test_device_is_cpu_or_cuda():
     assert torchutil.device().type in ("cpu", "cuda")
 
 
+def test_device_leaves_no_tf32_on_a_gpu():
+    """The flags are PyTorch's whether or not a GPU is present; on one, float32 stays float32."""
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True          # PyTorch's default
+        torchutil.device()
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert getattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision", "none") != "tf32"
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def test_seed_all_makes_torch_repeatable():
     torchutil.seed_all(3)
     a = torch.randn(4)

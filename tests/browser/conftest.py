@@ -15,10 +15,12 @@ import http.server
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
+
+from book_pages import FIGURE_SCALES
 
 CHROMIUM = os.environ.get("NBLIB_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -81,6 +83,38 @@ class LoadedPage:
 def open_offline(browser: object) -> object:
     """``open_offline(url)``: the page at ``url`` loaded as by a reader without internet."""
     return functools.partial(_open_offline, browser)
+
+
+@pytest.fixture(scope="session")
+def book_page(open_offline, book_url: str) -> Callable[[str], LoadedPage]:
+    """``book_page("chapters/01_....html")``: that page of the book, opened offline once for the
+    whole session, so that every check of a page looks at the same load."""
+    opened: dict[str, LoadedPage] = {}
+
+    def get(relative: str) -> LoadedPage:
+        if relative not in opened:
+            opened[relative] = open_offline(f"{book_url}/{relative}")
+        return opened[relative]
+
+    return get
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if not FIGURE_SCALES:
+        return
+    lines = ["smallest figure scale per page (displayed width / natural width, viewport 1280 px wide;"
+             " below 0.7 the figure's text is shrunk too far):"]
+    for page, (scale, count, image) in sorted(FIGURE_SCALES.items()):
+        lines.append(f"  {scale:5.2f}  {page}  ({count} figures; smallest: {image})" if count else
+                     f"    -    {page}  (no figures)")
+    terminalreporter.write_sep("-", "figure scales")
+    for line in lines:
+        terminalreporter.write_line(line)
+    folder = os.environ.get("NBLIB_BOOK_HTML")
+    if folder and Path(folder).is_dir():
+        out = Path(folder).parent / "figure-scales.txt"
+        out.write_text("\n".join(lines) + "\n")
+        terminalreporter.write_line(f"(written to {out})")
 
 
 def _open_offline(browser: object, url: str) -> LoadedPage:

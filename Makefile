@@ -84,7 +84,7 @@ book-noexec: setup assets
 
 # Re-execute the chapters in place (after changing a chapter or nblib), to commit their outputs.
 execute: data
-	$(BIN)/jupyter execute --inplace --timeout=1200 --NotebookClient.record_timing=False chapters/*.ipynb teaching.ipynb
+	$(BIN)/jupyter execute --inplace --timeout=1200 --NotebookClient.record_timing=False chapters/*.ipynb teaching.ipynb status.ipynb
 
 # --- teaching: the student edition and grading (see teaching.ipynb, "Teaching with this book") -----
 STUDENT := _build/student

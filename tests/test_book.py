@@ -130,3 +130,12 @@ def test_the_portable_sanitisers_are_the_pinned_ones_plus_full_precision_numbers
         assert full_precision.search(glued), glued
     for shown in ("95.5", "2", "0.812\n", "median 1/79.9", "the value 0.1234567", "'2.29 ± 0.01'", "True\n"):
         assert not full_precision.search(shown), shown
+
+
+def test_the_readme_names_the_repository_of_config_and_no_placeholder():
+    readme = (ROOT / "README.md").read_text()
+    assert "<org>" not in readme and "<repo>" not in readme
+    repository = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    binder = re.findall(r"https://mybinder\.org/v2/gh/([^/\s`]+/[^/\s`]+)/", readme)
+    assert binder and set(binder) == {repository}, binder
+    assert "The authors of this book" not in (ROOT / "_config.yml").read_text()     # no placeholder author

@@ -146,13 +146,14 @@ matrix:
 test-matrix:
 	$(PYTHON) .ci/matrix.py $(TEST_MATRIX)
 
-# `make colab-check` (not part of `make test`: about 15 minutes): every notebook under chapters/
+# `make colab-check` (not part of `make test`: about 15 minutes): every notebook under chapters/, and the
+# student edition (_build/student, whose checkers must all say "not yet"),
 # executed as a Colab reader runs it: Python 3.12 with the newest numpy, matplotlib, ipywidgets and
 # tqdm, torch==2.13.0, no constraints.txt, nblib installed by the chapter's own install cell (its
 # Colab branch, pointed at this checkout). On this project's machines pip's torch 2.13.0 for 3.12
 # is a CUDA build (about 5 GB with its NVIDIA packages, downloaded once); it runs on the CPU.
 # Report: _build/colab-check/report.md. COLAB_PYTHON=... and COLAB_TORCH=... choose others.
-colab-check: data
+colab-check: data student
 	COLAB_PYTHON="$(COLAB_PYTHON)" COLAB_TORCH="$(or $(COLAB_TORCH),torch==2.13.0)" $(PYTHON) .ci/colab_check.py
 
 # --- reading and running locally -----------------------------------------------------------

@@ -286,7 +286,22 @@ def run_one(path: Path, work: Path, url: str, skip_reason: str | None) -> dict:
         result["environment"] = json.loads(record.read_text())
 
     analyse(result, committed, nb)
+    if committed.metadata.get("nblib", {}).get("edition") == "student":
+        student_verdicts(result, nb)
     return result
+
+
+def student_verdicts(result: dict, nb) -> None:
+    """A student edition, run as handed out, must say "not yet" in every check cell, and nothing else."""
+    verdicts = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.lstrip().startswith("# Checks exercise"):
+            text = text_of(cell.get("outputs", []))
+            verdicts.append("not yet" if ": not yet" in text else "passed" if ": passed" in text else "nothing")
+    result["student_verdicts"] = verdicts
+    if not verdicts or any(v != "not yet" for v in verdicts):
+        result["status"] = "FAILED"
+        result["failure"] = (result.get("failure") or "") + f"\nthe student edition's checkers said {verdicts}, not 'not yet' everywhere"
 
 
 def analyse(result: dict, committed, nb) -> None:
@@ -421,7 +436,8 @@ def run(args: argparse.Namespace) -> int:
         if args.against:
             note = (note or args.torch_note) + f"\n\nCompared with the notebooks in {args.against}, not the committed ones."
         return finish(results, wall, note or args.torch_note, write=not args.against)
-    notebooks = [Path(n).resolve() for n in args.notebooks] or sorted((ROOT / "chapters").glob("*.ipynb"))
+    notebooks = [Path(n).resolve() for n in args.notebooks] or (
+        sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "_build" / "student").glob("*.ipynb")))
     os.environ.setdefault("NBLIB_PROGRESS", "0")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     skip = None if "torch" in sys.modules or _has("torch") else "no torch in this environment"

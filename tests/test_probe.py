@@ -400,3 +400,18 @@ def test_saturation_may_be_a_numpy_number():
     assert Probe(known_relu_model(), saturation=np.float32(0.1)).saturation == pytest.approx(0.1)
     with pytest.raises(TypeError, match=r"saturation must be a number between 0 and 1, got '0.1'"):
         Probe(known_relu_model(), saturation="0.1")
+
+
+def test_plot_history_takes_the_array_of_axes_plt_subplots_returns():
+    """The chapters pass plt.subplots(1, n)'s numpy array of Axes straight in."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from nblib.probe import plot_history
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    probe = Probe(model)
+    with probe.step():
+        model(torch.randn(8, 4)).sum().backward()
+    fig, axes = plt.subplots(1, 2)
+    plot_history(probe.history(), ("grad_norm", "act_std"), axes=axes, title="")
+    plt.close(fig)

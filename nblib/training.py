@@ -82,6 +82,7 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed). A
     ``mini_batch_size`` above n trains on all n examples at once. If the weights stop being
     finite, training stops after that epoch with a warning and ``History.diverged`` set.
+    While it runs, numpy's BLAS is held to one thread (see ``blas_threads``).
     """
     _check_network(net)
     x, labels = _pair(training, "training", net)
@@ -140,7 +141,8 @@ def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: fl
     over all of ``training`` (network2's rule with one mini-batch of all n examples). Records
     the hidden layers' learning speeds before every step and after the last, and the cost
     (with its L2 term) after every step. If the weights or the cost stop being finite,
-    training stops after that step with a warning and ``History.diverged`` set."""
+    training stops after that step with a warning and ``History.diverged`` set. While it runs,
+    numpy's BLAS is held to one thread (see ``blas_threads``)."""
     _check_network(net)
     x, labels = _pair(training, "training", net)
     epochs = integer(epochs, "epochs")

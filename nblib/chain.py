@@ -171,6 +171,47 @@ def deltas_by_products(net: Network, x: Array, label: int) -> list[Array]:
     return deltas
 
 
+ACTIVATIONS = ("sigmoid", "tanh")
+
+
+def layer_jacobians(weights: list[Array], biases: list[Array], x: Array, *,
+                    activation: str = "sigmoid") -> list[Array]:
+    """The Jacobian of every layer after the first with respect to its input, at each input of
+    the batch ``x`` (m, n_0), for a network of ``activation`` layers h^l = f(w^l h^{l-1} + b^l)
+    (``weights[l]`` of shape (n_{l+1}, n_l), as ``Network`` keeps them; every layer, the last
+    included, applies f). Returns ``len(weights) - 1`` arrays: the l-th, of shape
+    (m, n_{l+2}, n_{l+1}), is dh^{l+2}/dh^{l+1} = diag(f'(z^{l+2})) w^{l+2}, the factor by
+    which layer l + 2 multiplies a small change of the layer below (Glorot and Bengio's
+    J^i = dz^{i+1}/dz^i)."""
+    activation = checks.choice(activation, "activation", ACTIVATIONS)
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)) or len(weights) < 2 \
+            or not isinstance(biases, (list, tuple)) or len(biases) != len(weights):
+        raise TypeError("weights and biases must be lists with one array per layer (at least two layers), "
+                        "weights[l] of shape (n_out, n_in) and biases[l] of shape (n_out,)")
+    weights = [_finite_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
+    biases = [_finite_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if w.ndim != 2 or b.shape != (w.shape[0],) or (l and w.shape[1] != weights[l - 1].shape[0]):
+            raise ValueError(f"layer {l}: weights of shape {w.shape} and biases of shape {b.shape} do not make a "
+                             f"network (weights[l] is (n_out, n_in), n_in the previous layer's n_out; biases[l] is (n_out,))")
+    h = _finite_array(x, "x")
+    if h.ndim != 2 or h.shape[1] != weights[0].shape[1] or len(h) == 0:
+        raise ValueError(f"x must be a batch of shape (m, {weights[0].shape[1]}), got shape {h.shape}")
+    checks.size(len(h) * sum(w.size for w in weights[1:]), "the Jacobians, m x the weights after the first layer")
+    out = []
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        z = h @ w.T + b
+        if activation == "tanh":
+            h = np.tanh(z)
+            slope = 1 - h ** 2
+        else:
+            h = sigmoid(z)
+            slope = h * (1 - h)
+        if l:
+            out.append(slope[:, :, None] * w[None, :, :])
+    return out
+
+
 def spectral_norm(matrix: Array) -> float:
     """The largest singular value of ``matrix``: the most it can stretch any vector."""
     return float(np.linalg.norm(_matrix(matrix), 2))

@@ -24,8 +24,9 @@ from ._optional import require
 require("torch", __name__)   # first: without torch, a message that says what to install
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -129,21 +130,47 @@ def initialise(kind: str, runs: int, depth: int, width: int, *, seed: int, scale
 
 
 # --- forward and backward -----------------------------------------------------------------------
-def forward(weights: Tensor, x: Tensor, *, residual: bool = False) -> list[Tensor]:
+Residual = Union[bool, Sequence[bool]]
+
+
+def _skips(residual: Any, runs: int, like: Tensor) -> bool | Tensor:
+    """``residual`` checked: True or False for the whole stack, or one flag per network, which
+    becomes a (runs, 1, 1) tensor of 0s and 1s (1 = residual) to multiply the skip path by."""
+    if isinstance(residual, (bool, np.bool_)):
+        return bool(residual)
+    if isinstance(residual, (list, tuple, np.ndarray)) and len(residual) == runs \
+            and all(isinstance(r, (bool, np.bool_)) for r in residual):
+        flags = [bool(r) for r in residual]
+        if all(flags) or not any(flags):
+            return flags[0]
+        return torch.tensor(flags, dtype=like.dtype, device=like.device).view(runs, 1, 1)
+    raise TypeError(f"residual must be True or False, or a list of {runs} of them (one per network), "
+                    f"got {residual!r:.80}")
+
+
+def _skip(h: Tensor, z: Tensor, skips: bool | Tensor) -> Tensor:
+    """A layer's output from its input h and its product z: z (plain), h + z (residual), or for a
+    stack that mixes both, z + flag * h."""
+    if isinstance(skips, Tensor):
+        return torch.addcmul(z, skips, h)
+    return h + z if skips else z
+
+
+def forward(weights: Tensor, x: Tensor, *, residual: Residual = False) -> list[Tensor]:
     """Every layer's activations for inputs ``x``: a list of L + 1 tensors of shape
-    (runs, batch, n), the inputs first and the outputs last."""
+    (runs, batch, n), the inputs first and the outputs last. ``residual`` is True or False for
+    every network, or a list with one flag per network."""
     weights = check_weights(weights)
     h = _check_batch(x, "x", weights)
-    residual = checks.boolean(residual, "residual")
+    skips = _skips(residual, weights.shape[0], weights)
     activations = [h]
     for l in range(weights.shape[1]):
-        z = torch.bmm(h, weights[:, l].transpose(1, 2))
-        h = h + z if residual else z
+        h = _skip(h, torch.bmm(h, weights[:, l].transpose(1, 2)), skips)
         activations.append(h)
     return activations
 
 
-def end_to_end(weights: Tensor, *, residual: bool = False) -> Tensor:
+def end_to_end(weights: Tensor, *, residual: Residual = False) -> Tensor:
     """The matrix P that each network applies to its input (f(x) = P x): shape (runs, n, n)."""
     weights = check_weights(weights)
     eye = torch.eye(weights.shape[-1], dtype=weights.dtype, device=weights.device)
@@ -151,7 +178,7 @@ def end_to_end(weights: Tensor, *, residual: bool = False) -> Tensor:
 
 
 def backward(weights: Tensor, activations: list[Tensor], output_grad: Tensor, *,
-             residual: bool = False) -> tuple[Tensor, Tensor]:
+             residual: Residual = False) -> tuple[Tensor, Tensor]:
     """Backpropagation through a stack, given the gradient at the outputs (runs, batch, n).
 
     Returns (weight gradients summed over the batch, shape (runs, L, n, n); the gradients at
@@ -166,13 +193,12 @@ def backward(weights: Tensor, activations: list[Tensor], output_grad: Tensor, *,
         if not isinstance(a, torch.Tensor) or a.shape != g.shape:
             raise ValueError(f"activations[{l}] must be a tensor of shape {tuple(g.shape)}, like the "
                              f"outputs' gradient, as forward() returns them")
-    residual = checks.boolean(residual, "residual")
+    skips = _skips(residual, weights.shape[0], weights)
     grads = torch.empty_like(weights)
     at_layers = [g]
     for l in range(depth - 1, -1, -1):
         grads[:, l] = torch.bmm(g.transpose(1, 2), activations[l])
-        back = torch.bmm(g, weights[:, l])
-        g = g + back if residual else back
+        g = _skip(g, torch.bmm(g, weights[:, l]), skips)
         at_layers.append(g)
     return grads, torch.stack(at_layers[::-1], dim=1)
 
@@ -185,7 +211,7 @@ def target_map(width: int, *, seed: int, device: torch.device | None = None,
     return gaussian(1, 1, width, seed=seed, device=device, dtype=dtype)[0, 0]
 
 
-def measure(weights: Tensor, target: Tensor, *, residual: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+def measure(weights: Tensor, target: Tensor, *, residual: Residual = False) -> tuple[Tensor, Tensor, Tensor]:
     """Exact expectations over inputs x ~ N(0, I) of the loss ||f(x) - A x||^2 / n.
 
     Returns (loss, shape (runs,); the RMS gradient norm sqrt(E ||d loss_x / d h_l||^2) at the
@@ -229,6 +255,15 @@ class LinearHistory:
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def steps_to(self, loss: float) -> np.ndarray:
+        """For every run, the first recorded step at which its loss is at or below ``loss``
+        (``inf`` for a run that never gets there, or diverges first): Saxe et al.'s "time to
+        criterion", as fine as ``record_every``."""
+        loss = number(loss, "loss", non_negative=True)
+        reached = self.loss <= loss                                  # NaN (diverged) compares False
+        first = np.argmax(reached, axis=1)
+        return np.where(reached.any(axis=1), self.steps[first].astype(float), np.inf)
+
     def split(self, groups: dict[str, int]) -> dict[str, "LinearHistory"]:
         """Cut a stack's history into consecutive groups of runs, e.g. {"gaussian": 5, "orthogonal": 5}."""
         if not isinstance(groups, dict) or not groups:
@@ -245,11 +280,17 @@ class LinearHistory:
         return out
 
 
-def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size: int = 64,
-          residual: bool = False, record_every: int = 20, seed: int = 0,
+def train(weights: Tensor, target: Tensor, *, steps: int, lr: float | Sequence[float], batch_size: int = 64,
+          residual: Residual = False, record_every: int = 20, seed: int = 0, workers: int = 1,
           progress: bool | None = None) -> LinearHistory:
     """Mini-batch SGD on the squared error ||f(x) - A x||^2 / n, with fresh inputs x ~ N(0, I)
     at every step, the same for every network of the stack. Trains ``weights`` in place.
+
+    ``lr`` and ``residual`` are one value for every network or a list with one per network, so
+    that plain and residual networks, or several learning rates, train in one stack on the same
+    batches. ``workers`` threads each train a contiguous share of the networks (each draws the
+    same batches, so the result does not depend on ``workers``, but for rounding); on a CPU with
+    two cores, two workers take about half the time.
 
     Every ``record_every`` steps (and before the first and after the last) records the exact
     expected loss, the RMS gradient norms at every layer and the singular values of each
@@ -257,41 +298,93 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float, batch_size:
     is recorded as such and left to itself; the others are unaffected."""
     weights = check_weights(weights)
     target = _check_target(target, weights)
+    runs = weights.shape[0]
     steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
-    record_every, lr = integer(record_every, "record_every"), number(lr, "lr", positive=True)
-    residual, seed = checks.boolean(residual, "residual"), checks.seed(seed)
-    n = weights.shape[-1]
-    g = torch.Generator().manual_seed(seed)
-    records: list[tuple[int, Tensor, Tensor, Tensor]] = []
+    record_every = integer(record_every, "record_every")
+    rates = _rates(lr, runs)
+    flags = _flags(residual, runs)
+    seed = checks.seed(seed)
+    workers = integer(workers, "workers", at_most=64)
+    show = show_progress(progress)
+    shares = [part for part in np.array_split(np.arange(runs), min(workers, runs)) if len(part)]
 
-    def record(step: int) -> None:
-        with torch.no_grad():
-            loss, rms, product = measure(weights, target, residual=residual)
-            product = product.double()
-            finite = torch.isfinite(product).all(dim=(-2, -1))
-            s = torch.linalg.svdvals(torch.where(finite[:, None, None], product, 0.0))
-            s[~finite] = float("nan")           # a diverged network has no spectrum to report
-        records.append((step, loss.cpu(), rms.cpu(), s.cpu()))
+    def share(k: int) -> tuple[list[int], list[Tensor]]:
+        at = slice(int(shares[k][0]), int(shares[k][-1]) + 1)
+        return _train_share(weights[at], target, steps=steps, rates=rates[at], flags=flags[at],
+                            batch_size=batch_size, record_every=record_every, seed=seed,
+                            progress=show and k == 0)
 
     start = time.perf_counter()
-    record(0)
-    for step in tqdm(range(1, steps + 1), desc="SGD, deep linear", disable=not show_progress(progress),
-                     leave=False):
-        x = torch.randn(batch_size, n, generator=g).to(weights.device, weights.dtype)
-        with torch.no_grad():
-            activations = forward(weights, x, residual=residual)
-            error = activations[-1] - x @ target.T
-            grads, _ = backward(weights, activations, 2 * error / (n * batch_size), residual=residual)
-            weights -= lr * grads
-        if step % record_every == 0 or step == steps:
-            record(step)
+    if len(shares) == 1:
+        results = [share(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+            results = list(pool.map(share, range(len(shares))))
     seconds = time.perf_counter() - start
+    recorded = results[0][0]
+    loss, rms, s = (torch.cat([r[1][k] for r in results]) for k in range(3))
     return LinearHistory(
-        settings=dict(steps=steps, lr=lr, batch_size=batch_size, residual=residual,
-                      record_every=record_every, seed=seed, runs=weights.shape[0],
-                      depth=weights.shape[1], width=n),
-        steps=np.array([r[0] for r in records]),
-        loss=torch.stack([r[1] for r in records], 1).double().numpy(),
-        grad_norms=torch.stack([r[2] for r in records], 1).double().numpy(),
-        singular_values=torch.stack([r[3] for r in records], 1).numpy(),
-        seconds=seconds)
+        settings=dict(steps=steps, lr=rates[0] if len(set(rates)) == 1 else rates, batch_size=batch_size,
+                      residual=flags[0] if len(set(flags)) == 1 else flags, record_every=record_every,
+                      seed=seed, runs=runs, depth=weights.shape[1], width=weights.shape[-1]),
+        steps=np.array(recorded), loss=loss.double().numpy(), grad_norms=rms.double().numpy(),
+        singular_values=s.numpy(), seconds=seconds)
+
+
+def _rates(lr: Any, runs: int) -> list[float]:
+    """One positive learning rate per network, from a number or a list of ``runs`` numbers."""
+    if isinstance(lr, (list, tuple, np.ndarray)):
+        if len(lr) != runs:
+            raise ValueError(f"lr must be one number or a list of {runs} (one per network), got {len(lr)} numbers")
+        return [number(r, "every lr", positive=True) for r in lr]
+    return [number(lr, "lr", positive=True)] * runs
+
+
+def _flags(residual: Any, runs: int) -> list[bool]:
+    """One residual flag per network, from True, False or a list of ``runs`` flags."""
+    skips = _skips(residual, runs, torch.empty(0))
+    return skips.flatten().bool().tolist() if isinstance(skips, Tensor) else [skips] * runs
+
+
+def _train_share(weights: Tensor, target: Tensor, *, steps: int, rates: list[float], flags: list[bool],
+                 batch_size: int, record_every: int, seed: int,
+                 progress: bool) -> tuple[list[int], list[Tensor]]:
+    """``train`` on one share of the stack (in place, in the calling thread): the recorded steps,
+    and (loss, rms, singular values) stacked along the records. Each step is one forward pass and
+    one backward pass, in which every layer's weights are updated in place as soon as the
+    gradient has passed through them (the learning rate is folded into the output gradient, so
+    a learning rate per network costs nothing)."""
+    runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
+    skips = _skips(flags, runs, weights)
+    scale = torch.tensor(rates, dtype=weights.dtype, device=weights.device).view(runs, 1, 1) * (2 / (n * batch_size))
+    g = torch.Generator().manual_seed(seed)
+    layers = [weights[:, l] for l in range(depth)]
+    recorded, records = [], []
+
+    def record(step: int) -> None:
+        loss, rms, product = measure(weights, target, residual=flags)
+        product = product.double()
+        finite = torch.isfinite(product).all(dim=(-2, -1))
+        s = torch.linalg.svdvals(torch.where(finite[:, None, None], product, 0.0))
+        s[~finite] = float("nan")               # a diverged network has no spectrum to report
+        recorded.append(step)
+        records.append((loss.cpu(), rms.cpu(), s.cpu()))
+
+    with torch.no_grad():
+        record(0)
+        target_t = target.T.contiguous()
+        for step in tqdm(range(1, steps + 1), desc="SGD, deep linear", disable=not progress, leave=False):
+            x = torch.randn(batch_size, n, generator=g).to(weights.device, weights.dtype)
+            h = x.expand(runs, batch_size, n)
+            activations = [h]
+            for w in layers:
+                h = _skip(h, torch.bmm(h, w.transpose(1, 2)), skips)
+                activations.append(h)
+            grad = (h - x @ target_t) * scale            # lr x d loss / d output
+            for l in range(depth - 1, -1, -1):
+                below = _skip(grad, torch.bmm(grad, layers[l]), skips) if l else None
+                layers[l].baddbmm_(grad.transpose(1, 2), activations[l], alpha=-1.0)
+                grad = below
+            if step % record_every == 0 or step == steps:
+                record(step)
+    return recorded, [torch.stack([r[k] for r in records], 1) for k in range(3)]

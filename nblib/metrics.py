@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import checks
+from . import _blas, checks
 from .networks import Gradients, Network, check_network
 
 Array = np.ndarray
@@ -38,6 +38,8 @@ def speeds_of(grads: Gradients, *, include_output: bool = False) -> Array:
 
 def speeds_at_initialisation(sizes: list[int], x: Array, labels: Array, seeds: range | list[int],
                              dtype: type = np.float64) -> Array:
-    """Learning speeds of freshly initialised networks, one row per seed: shape (seeds, hidden layers)."""
+    """Learning speeds of freshly initialised networks, one row per seed: shape (seeds, hidden layers).
+    (numpy's BLAS is held to one thread meanwhile: see ``nblib.training.blas_threads``.)"""
     seeds = checks.seeds(seeds)
-    return np.array([learning_speeds(Network(sizes, seed=s, dtype=dtype), x, labels) for s in seeds])
+    with _blas.limited(1):         # many small products: a second BLAS thread would only wait
+        return np.array([learning_speeds(Network(sizes, seed=s, dtype=dtype), x, labels) for s in seeds])

@@ -199,6 +199,32 @@ def _curves(runs: Array, name: str) -> Array:
 
 
 # --- figures added for chapters 1 to 3 (keep this line) ---
+def singular_value_picture(matrix: Array, *, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+    """What a 2 x 2 matrix M does to the unit circle: the circle, its image (an ellipse whose
+    semi-axes are the singular values s_1 >= s_2 along the left singular vectors u_1, u_2), and
+    the two right singular vectors v_1, v_2 on the circle, which M sends to s_1 u_1 and s_2 u_2."""
+    m = checks.array(matrix, "matrix", ndim=2).astype(float)
+    if m.shape != (2, 2):
+        raise ValueError(f"matrix must be 2 x 2 (a map of the plane), got shape {m.shape}")
+    ax = _check_axes(ax, "ax") if ax is not None else plt.subplots(figsize=(4.5, 4.5))[1]
+    u, s, vt = np.linalg.svd(m)
+    angle = np.linspace(0, 2 * np.pi, 361)
+    circle = np.stack([np.cos(angle), np.sin(angle)])
+    ax.plot(*circle, color="grey", linewidth=1, label="unit circle")
+    ax.plot(*(m @ circle), color="C0", linewidth=1.5, label="its image under M")
+    for k, colour in enumerate(("C3", "C2")):
+        ax.annotate("", xy=vt[k], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, linestyle="--"))
+        ax.annotate("", xy=s[k] * u[:, k], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, linewidth=2))
+        ax.plot([], [], color=colour, label=f"$v_{k + 1}$ (dashed) and $M v_{k + 1} = s_{k + 1} u_{k + 1}$, "
+                                             f"$s_{k + 1}$ = {s[k]:.2f}")
+    reach = 1.15 * max(1.0, s[0])
+    ax.set(xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal", xlabel="first coordinate",
+           ylabel="second coordinate", title=title if title is not None else "What a matrix does to a circle")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    return ax
+
+
 
 
 # --- figures added for chapters 4 and 5 (keep this line) ---

@@ -31,7 +31,8 @@ from .linear import check_weights, gaussian, orthogonal
 Tensor = torch.Tensor
 NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "linear": lambda z: z, "tanh": torch.tanh, "relu": torch.relu}
-NORMALISATIONS = (None, "batch", "layer")
+NORMALISATIONS = (None, "batch", "layer", "divisive")
+DIVISIVE_SIGMA = 0.1
 
 
 def _derivative(nonlinearity: str, z: Tensor) -> Tensor:
@@ -62,10 +63,15 @@ def random_weights(runs: int, depth: int, width: int, *, init: str = "gaussian",
 
 
 def _normalise(z: Tensor, how: str | None) -> Tensor:
-    """Batch normalisation (each unit over the batch) or layer normalisation (each example over
-    the units), without learned scale and shift."""
+    """Batch normalisation (each unit over the batch), layer normalisation (each example over
+    the units), without learned scale and shift, or divisive normalisation: each unit divided by
+    the pooled activity of its layer, z_i / sqrt(sigma^2 + mean_j z_j^2) (the form of Carandini
+    and Heeger, with the whole layer as the pool and a semi-saturation constant sigma =
+    ``DIVISIVE_SIGMA``, small enough for the division to act at the activity of these networks)."""
     if how is None:
         return z
+    if how == "divisive":
+        return z / (DIVISIVE_SIGMA ** 2 + z.pow(2).mean(2, keepdim=True)).sqrt()
     axis = 1 if how == "batch" else 2
     return (z - z.mean(axis, keepdim=True)) / (z.std(axis, keepdim=True) + 1e-8)
 
@@ -75,7 +81,7 @@ def representations(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh",
     """The hidden representations of a batch ``x`` (batch, n) in every network of the stack:
     L + 1 tensors of shape (runs, batch, n), the inputs first. Layer l computes
     ``h <- phi(norm(h @ W_l.T + b_l))``; ``biases`` (runs, L, n) are optional, ``normalise``
-    is None, "batch" or "layer"."""
+    is None, "batch", "layer" or "divisive"."""
     weights = check_weights(weights)
     _check_nonlinearity(nonlinearity)
     if normalise not in NORMALISATIONS:
@@ -200,3 +206,125 @@ def warp(points: np.ndarray, depth: int, *, hidden: int = 200, weight_scale: flo
         out.append(x.numpy().copy())
         ratios.append((s[:, 1] / s[:, 0].clamp(min=1e-300)).numpy())
     return Warp(out, ratios)
+
+
+# --- Duvenaud et al.'s deep Gaussian processes: the Jacobian as a product of Gaussian matrices -----
+def deep_gp_jacobians(runs: int, depth: int, dim: int, *, input_connected: bool = False, variance: float | None = None,
+                      at: tuple[int, ...] | None = None, seed: int) -> dict[int, Tensor]:
+    """Duvenaud et al.'s recipe for the Jacobian of a deep Gaussian process: a product of
+    independent matrices with independent N(0, variance) entries, one per layer. Plain layers are
+    dim x dim, J^(1:l) = J^l J^(1:l-1). Input-connected layers see the previous layer and the input
+    x, so their Jacobians are dim x 2 dim, J^(1:l) = J^l [J^(1:l-1); I]. ``variance`` defaults to
+    1/dim (plain: the product keeps the mean square length of a vector) and 1/(2 dim)
+    (input-connected: the product stays the size of the identity). Returns {l: (runs, dim, dim)}
+    for every depth l in ``at`` (default: the last)."""
+    runs, depth, dim = integer(runs, "runs"), integer(depth, "depth"), integer(dim, "dim")
+    input_connected = checks.boolean(input_connected, "input_connected")
+    variance = (1 / (2 * dim) if input_connected else 1 / dim) if variance is None else \
+        number(variance, "variance", positive=True)
+    if at is not None and (isinstance(at, (str, bytes)) or not isinstance(at, (list, tuple, range))):
+        raise TypeError(f"at must be a list of depths such as (1, {depth}), got {at!r}")
+    at = (depth,) if at is None else tuple(integer(a, "every depth in at", 1, at_most=depth) for a in at)
+    checks.size(runs * depth * dim * dim * (2 if input_connected else 1), "the Jacobians, runs x depth x dim x dim")
+    g = torch.Generator().manual_seed(checks.seed(seed))
+    eye = torch.eye(dim, dtype=torch.float64).expand(runs, dim, dim)
+    jac, out = eye, {}
+    for l in range(1, depth + 1):
+        step = torch.randn(runs, dim, 2 * dim if input_connected else dim, generator=g, dtype=torch.float64) * variance ** 0.5
+        jac = step @ (torch.cat([jac, eye], dim=1) if input_connected else jac)
+        if l in at:
+            out[l] = jac
+    return out
+
+
+# --- Balduzzi et al.'s shattered gradients --------------------------------------------------------
+@dataclass
+class ScalarNets:
+    """A stack of random rectifier networks of one scalar input, every layer read out by a random
+    linear unit: ``gradients[r, l - 1, i]`` is d y_l / d x at input ``x[i]`` for the readout y_l of
+    layer l of network r, i.e. the gradient of a network of depth l."""
+
+    x: np.ndarray
+    gradients: np.ndarray
+    residual_scale: float | None
+
+
+def scalar_input_gradients(x: np.ndarray, runs: int, depth: int, *, width: int = 200,
+                           residual_scale: float | None = None, seed: int) -> ScalarNets:
+    """Balduzzi et al.'s experiment on ``runs`` random rectifier networks of one scalar input:
+    the derivative of the output with respect to the input on the grid ``x``, for every depth from
+    1 to ``depth`` at once (layer l of one deep network, read out by its own random unit, is a
+    network of depth l). He's initialisation, N(0, 2 / fan-in), for the weights (the first layer
+    maps x to ``width`` units, with biases N(0, 1), so that its units switch on at points spread
+    over the inputs), N(0, 1 / width) for the readouts; see ``rectifier_gradients`` for the
+    layers."""
+    runs, depth, width = integer(runs, "runs"), integer(depth, "depth"), integer(width, "width")
+    checks.size(runs * depth * width * width, "the weights, runs x depth x width x width")
+    g = torch.Generator().manual_seed(checks.seed(seed))
+    first = torch.randn(runs, 2, width, generator=g, dtype=torch.float64) * torch.tensor([[2 ** 0.5], [1.0]],
+                                                                                          dtype=torch.float64)
+    weights = torch.randn(runs, max(depth - 1, 0), width, width, generator=g, dtype=torch.float64) * (2 / width) ** 0.5
+    readouts = torch.randn(runs, depth, width, generator=g, dtype=torch.float64) * width ** -0.5
+    gradients = rectifier_gradients(x, first, weights, readouts, residual_scale=residual_scale)
+    return ScalarNets(np.asarray(x, dtype=np.float64).copy(), gradients, residual_scale)
+
+
+def rectifier_gradients(x: np.ndarray, first: Tensor, weights: Tensor, readouts: Tensor, *,
+                        residual_scale: float | None = None) -> np.ndarray:
+    """d y_l / d x on the grid ``x`` (points,) for rectifier networks of one scalar input given
+    their weights: ``first`` (runs, 2, n) holds the first layer's weights and biases,
+    h_1 = relu(x first[:, 0] + first[:, 1]); ``weights`` (runs, L - 1, n, n) are the later layers
+    (inputs as rows, h @ W), whose weighted inputs are batch-normalised over the grid (each unit to
+    mean 0 and variance 1 over the inputs, the statistics held fixed when differentiating, as at
+    evaluation): h <- relu(BN(h W)) (feedforward) or, with ``residual_scale`` alpha, the residual
+    block h <- h + alpha relu(BN(h W)); ``readouts`` (runs, L, n) read out every layer,
+    y_l = h_l . readouts[:, l - 1].
+    The derivative is carried forward exactly with the activations (forward-mode
+    differentiation). Returns an array of shape (runs, L, points)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2 or not np.all(np.isfinite(x)) or np.ptp(x) == 0:
+        raise ValueError(f"x must be a finite 1-D grid of at least 2 different inputs, got shape {x.shape}")
+    for name, t, dims in (("first", first, 3), ("weights", weights, 4), ("readouts", readouts, 3)):
+        if not isinstance(t, torch.Tensor) or t.ndim != dims or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch tensor with {dims} axes")
+    runs, n = first.shape[0], first.shape[2]
+    depth = readouts.shape[1]
+    if first.shape[1] != 2 or tuple(weights.shape) != (runs, depth - 1, n, n) or tuple(readouts.shape) != (runs, depth, n):
+        raise ValueError(f"first must be (runs, 2, n), weights (runs, L - 1, n, n) and readouts (runs, L, n); got "
+                         f"{tuple(first.shape)}, {tuple(weights.shape)} and {tuple(readouts.shape)}")
+    if residual_scale is not None:
+        residual_scale = number(residual_scale, "residual_scale", positive=True)
+
+    def normalised(z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        spread = z.std(dim=1, keepdim=True).clamp(min=1e-300)
+        return (z - z.mean(dim=1, keepdim=True)) / spread, dz / spread
+
+    xs = torch.as_tensor(x, dtype=first.dtype)[None, :, None].expand(runs, -1, 1)      # (runs, points, 1)
+    z = xs @ first[:, :1] + first[:, 1:]
+    h, dh = torch.relu(z), (z > 0).to(z.dtype) * first[:, :1]                         # value and d/dx
+    out = [dh @ readouts[:, 0, :, None]]
+    for l in range(depth - 1):
+        z, dz = normalised(h @ weights[:, l], dh @ weights[:, l])
+        on = (z > 0).to(z.dtype)
+        if residual_scale is None:
+            h, dh = torch.relu(z), on * dz
+        else:
+            h, dh = h + residual_scale * torch.relu(z), dh + residual_scale * on * dz
+        out.append(dh @ readouts[:, l + 1, :, None])
+    return torch.cat(out, dim=2).transpose(1, 2).double().numpy()
+
+
+def gradient_correlation(gradients: np.ndarray, lag: int = 1) -> np.ndarray:
+    """The correlation between gradients at inputs ``lag`` grid steps apart: the Pearson correlation
+    of g[..., i] and g[..., i + lag] over i, for every leading index (e.g. (runs, depths) ->
+    (runs, depths)). 1 for a smooth function of the input, near 0 for white noise; NaN where the
+    gradient is constant (no correlation to speak of)."""
+    g = np.asarray(gradients, dtype=np.float64)
+    if g.ndim == 0 or g.shape[-1] < 2 or not np.all(np.isfinite(g)):
+        raise ValueError(f"gradients must be a finite array with at least 2 points on its last axis, got shape {g.shape}")
+    lag = integer(lag, "lag", at_most=g.shape[-1] - 1)
+    a, b = g[..., :-lag], g[..., lag:]
+    a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt((a ** 2).sum(axis=-1) * (b ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (a * b).sum(axis=-1) / np.where(denominator > 0, denominator, 1), np.nan)

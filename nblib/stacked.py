@@ -21,6 +21,7 @@ require("torch", __name__)   # first: without torch, a message that says what to
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import Sequence
@@ -175,10 +176,16 @@ def probe(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str,
     labels = stack._labels(labels, scores.shape[:2])
     losses = torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), labels.reshape(-1),
                                                reduction="none").view(scores.shape[:2]).mean(dim=1)
+    # per network and layer, from the sums of a and of a^2 (two fast passes): the mean, the standard
+    # deviation (over units and examples, with n - 1) and the mean slope a (1 - a) = a - a^2
+    count = torch.tensor([h[0].numel() for h in hidden], dtype=torch.float64)
+    total = torch.stack([h.reshape(len(h), -1).sum(dim=1) for h in hidden], dim=1).double()
+    squares = torch.stack([(h * h).reshape(len(h), -1).sum(dim=1) for h in hidden], dim=1).double()
+    mean = total / count
     stats = {
-        "mean": torch.stack([h.mean(dim=(1, 2)) for h in hidden], dim=1),
-        "std": torch.stack([h.std(dim=(1, 2)) for h in hidden], dim=1),
-        "slope": torch.stack([(h * (1 - h)).mean(dim=(1, 2)) for h in hidden], dim=1),
+        "mean": mean,
+        "std": ((squares - total * mean).clamp(min=0) / (count - 1)).sqrt(),
+        "slope": mean - squares / count,
         "loss": losses,
         "accuracy": (scores.argmax(dim=-1) == labels).float().mean(dim=1),
     }
@@ -188,12 +195,17 @@ def probe(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str,
 def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: int, batch_size: int,
           eta: float | Sequence[float], momentum: float | Sequence[float] = 0.0,
           probe_data: tuple[np.ndarray, np.ndarray] | None = None, record_every: int = 0,
-          progress: bool | None = None) -> Record:
+          workers: int = 1, progress: bool | None = None) -> Record:
     """``steps`` updates of mini-batch SGD with classical momentum on every network of ``stack``
     (in place). Network s walks through the training data in its own order (reshuffled every
     epoch, seeded by its seed), with learning rate ``eta[s]`` and momentum ``momentum[s]``
     (a single number applies to all). Every ``record_every`` updates (and before the first and
-    after the last) the :func:`probe` statistics on ``probe_data`` are recorded."""
+    after the last) the :func:`probe` statistics on ``probe_data`` are recorded.
+
+    ``workers`` threads each train a share of the networks (the networks are independent, so
+    the result does not depend on ``workers``, but for rounding); on a CPU with two cores, two
+    workers take about half the time. The gradients are computed by backpropagation written out for this network
+    (sigmoid layers, softmax and cross-entropy), which needs fewer steps than autograd."""
     checks.instance(stack, "stack", StackedMLP, "an nblib.stacked.StackedMLP")
     steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
     checks.size(len(stack) * steps * batch_size, "the examples' order, networks x steps x batch_size")
@@ -203,6 +215,7 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     mus = _per_network(momentum, "momentum", len(stack))
     if any(m >= 1 for m in mus):
         raise ValueError(f"momentum must be below 1, got {max(mus)}")
+    px = py = None
     if probe_data is not None:
         px, py = as_pair(probe_data, "probe_data")
         px = _images(px, stack.sizes[0])
@@ -211,40 +224,108 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     record_every = integer(record_every, "record_every", at_least=0)
     if record_every and probe_data is None:
         raise ValueError("record_every needs probe_data: the inputs and labels to measure on")
+    workers = integer(workers, "workers", at_most=64)
 
     xs = torch.as_tensor(x, device=stack.device, dtype=stack.dtype)
     ys = torch.as_tensor(y, device=stack.device)
     order = torch.as_tensor(_orders(stack.seeds, len(x), steps * batch_size), device=stack.device)
     eta_t = torch.tensor(etas, device=stack.device, dtype=stack.dtype).view(-1, 1, 1)
     mu_t = torch.tensor(mus, device=stack.device, dtype=stack.dtype).view(-1, 1, 1)
-    params = stack.parameters()
-    velocity = [torch.zeros_like(p) for p in params]
-    record = Record()
+    parts = [p for p in np.array_split(np.arange(len(stack)), min(workers, len(stack))) if len(p)]
+    shares = [slice(int(p[0]), int(p[-1]) + 1) for p in parts]
+    show = show_progress(progress)
 
-    def measure(step: int) -> None:
-        stats = probe(stack, px, py)
-        record.steps.append(step)
-        for key in ("mean", "std", "slope", "loss", "accuracy"):
-            getattr(record, key).append(stats[key])
+    def run(k: int) -> list[dict[str, np.ndarray]]:
+        at = shares[k]
+        return _train_share(_share(stack, at), xs, ys, order[at], eta_t[at], mu_t[at], steps=steps,
+                            batch_size=batch_size, probe_data=(px, py), record_every=record_every,
+                            progress=show and k == 0)
 
     start = time.perf_counter()
+    if len(shares) == 1:
+        results = [run(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+            results = list(pool.map(run, range(len(shares))))
+    record = Record()
     if record_every:
-        measure(0)
-    for step in tqdm(range(steps), desc=f"{len(stack)} networks", disable=not show_progress(progress), leave=False):
-        batch = order[:, step * batch_size:(step + 1) * batch_size]
-        for p in params:
-            p.requires_grad_(True)
-        total = stack.losses(xs[batch], ys[batch]).sum()          # the networks are independent
-        grads = torch.autograd.grad(total, params)
-        with torch.no_grad():
-            for p, v, g in zip(params, velocity, grads):
-                v.mul_(mu_t).sub_(eta_t * g)
-                p.add_(v)
-                p.requires_grad_(False)
-        if record_every and ((step + 1) % record_every == 0 or step + 1 == steps):
-            measure(step + 1)
+        record.steps = [0] + [t for t in range(1, steps + 1) if t % record_every == 0 or t == steps]
+        for k, stats in enumerate(zip(*results)):
+            for key in ("mean", "std", "slope", "loss", "accuracy"):
+                getattr(record, key).append(np.concatenate([part[key] for part in stats]))
     record.seconds = time.perf_counter() - start
     return record
+
+
+def _share(stack: StackedMLP, part: slice) -> StackedMLP:
+    """The networks ``part`` of ``stack`` as a stack of their own, sharing its tensors (training
+    the share trains them in ``stack``)."""
+    share = object.__new__(StackedMLP)
+    share.sizes, share.device, share.dtype = stack.sizes, stack.device, stack.dtype
+    share.inits, share.seeds, share.scales = stack.inits[part], stack.seeds[part], stack.scales[part]
+    share.weights = [w[part] for w in stack.weights]
+    share.biases = [b[part] for b in stack.biases]
+    return share
+
+
+@torch.no_grad()
+def gradients(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The gradient of each network's mean cross-entropy on its batch, by backpropagation written
+    out: one tensor per weight matrix, then one per bias vector (the order of ``parameters()``),
+    and each network's loss (S,). ``x`` is (S, B, n_in) or (B, n_in), ``labels`` (S, B) or (B,)."""
+    checks.instance(stack, "stack", StackedMLP, "an nblib.stacked.StackedMLP")
+    h = stack._inputs(x)
+    labels = stack._labels(labels, (len(stack), h.shape[1]))
+    return _gradients(stack.weights, stack.biases, h, labels)
+
+
+def _gradients(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.Tensor, labels: torch.Tensor,
+               scale: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The gradients (times ``scale``, one number per network, if given) and the losses."""
+    hidden = [h]
+    for w, b in zip(weights[:-1], biases[:-1]):
+        h = torch.sigmoid(torch.baddbmm(b, h, w))
+        hidden.append(h)
+    scores = torch.baddbmm(biases[-1], h, weights[-1])
+    log_p = torch.log_softmax(scores, dim=-1)
+    loss = -log_p.gather(-1, labels[..., None]).mean(dim=(1, 2))
+    delta = log_p.exp_()                                     # d loss / d scores = (softmax - one-hot) / B
+    delta.scatter_add_(-1, labels[..., None], torch.full_like(delta[..., :1], -1.0))
+    delta = delta.div_(h.shape[1]) if scale is None else delta.mul_(scale / h.shape[1])
+    grad_w, grad_b = [None] * len(weights), [None] * len(weights)
+    for l in range(len(weights) - 1, -1, -1):
+        grad_w[l] = torch.bmm(hidden[l].transpose(1, 2), delta)
+        grad_b[l] = delta.sum(dim=1, keepdim=True)
+        if l:
+            a = hidden[l]
+            delta = torch.bmm(delta, weights[l].transpose(1, 2)).mul_(a * (1 - a))
+    return grad_w + grad_b, loss
+
+
+def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: torch.Tensor, eta: torch.Tensor,
+                 mu: torch.Tensor, *, steps: int, batch_size: int, probe_data: tuple, record_every: int,
+                 progress: bool) -> list[dict[str, np.ndarray]]:
+    """``train`` on one share of the networks, in the calling thread: the probe records."""
+    params = stack.parameters()
+    heavy = bool((mu > 0).any())                       # without momentum, no velocity to keep
+    velocity = [torch.zeros_like(p) for p in params] if heavy else []
+    records = []
+    if record_every:
+        records.append(probe(stack, *probe_data))
+    with torch.no_grad():
+        for step in tqdm(range(steps), desc=f"{len(stack)} networks", disable=not progress, leave=False):
+            batch = order[:, step * batch_size:(step + 1) * batch_size]
+            steps_, _ = _gradients(stack.weights, stack.biases, xs[batch], ys[batch], scale=eta)   # eta x gradient
+            if heavy:
+                for p, v, g in zip(params, velocity, steps_):
+                    v.mul_(mu).sub_(g)
+                    p.add_(v)
+            else:
+                for p, g in zip(params, steps_):
+                    p.sub_(g)
+            if record_every and ((step + 1) % record_every == 0 or step + 1 == steps):
+                records.append(probe(stack, *probe_data))
+    return records
 
 
 # --- helpers --------------------------------------------------------------------------------------

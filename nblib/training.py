@@ -7,6 +7,7 @@ cores with ``run_parallel`` (the compiled SGD loop releases Python's GIL).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import checks, kernels
+from . import _blas, checks, kernels
 from .checks import integer, number
 from .data import as_pair
 from .metrics import learning_speeds, speeds_of
@@ -55,6 +56,17 @@ class History:
         return asdict(self)
 
 
+def _one_blas_thread(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``function`` with numpy's OpenBLAS held to one thread (see ``blas_threads``): the
+    matrices of these networks are small, and a second BLAS thread only waits for the first."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _blas.limited(1):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@_one_blas_thread
 def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int, eta: float,
         lmbda: float = 0.0, evaluation: Pair | Any | None = None, probe: Pair | Any | None = None,
         seed: int = 0, frozen: Sequence[int] = (), engine: str = "auto", progress: bool | None = None) -> History:
@@ -70,6 +82,7 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed). A
     ``mini_batch_size`` above n trains on all n examples at once. If the weights stop being
     finite, training stops after that epoch with a warning and ``History.diverged`` set.
+    While it runs, numpy's BLAS is held to one thread (see ``blas_threads``).
     """
     _check_network(net)
     x, labels = _pair(training, "training", net)
@@ -86,20 +99,32 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
                                       seed=seed, engine=engine, n=n, dtype=net.dtype.name,
                                       frozen=list(frozen)))
     rng = np.random.default_rng(seed)
-    sparse = kernels.SparseRows.from_dense(x, net.dtype) if engine == "numba" else None
     start = time.perf_counter()
+    # The layers frozen at the bottom of the network never change, so (with the compiled loop) the
+    # data are passed through them once, and the layers above train on what comes out: the same
+    # maths, without recomputing the frozen layers' outputs at every step.
+    bottom = min(_frozen_bottom(frozen), len(net.weights) - 1) if engine == "numba" else 0
+    if bottom:
+        top = (net.weights[bottom:], net.biases[bottom:], tuple(l - bottom for l in frozen if l >= bottom))
+        x_top = _through(net, bottom, x)
+        sparse = kernels.SparseRows.from_dense(x_top, net.dtype)
+        if evaluation is not None:
+            evaluation = (_through(net, bottom, evaluation[0]), evaluation[1])
+    else:
+        top = (net.weights, net.biases, frozen)
+        sparse = kernels.SparseRows.from_dense(x, net.dtype) if engine == "numba" else None
     if probe is not None:
         history.speeds.append(learning_speeds(net, *probe).tolist())
     for epoch in tqdm(range(epochs), desc=f"SGD {net.sizes}", disable=not show, leave=False):
         order = rng.permutation(n)
         if engine == "numba":
-            kernels._sgd_epoch(net.weights, net.biases, sparse, labels, order, m, eta, decay, frozen)
+            kernels._sgd_epoch(top[0], top[1], sparse, labels, order, m, eta, decay, top[2])
         else:
             for k in range(0, n, m):
                 batch = order[k:k + m]
                 net._step(net.backprop(x[batch], labels[batch]), eta, decay, frozen)
         if evaluation is not None:
-            history.accuracy.append(net.accuracy(*evaluation))
+            history.accuracy.append(_accuracy(top[0], top[1], *evaluation))
         if probe is not None:
             history.speeds.append(learning_speeds(net, *probe).tolist())
         if not net.is_finite():
@@ -109,13 +134,15 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     return history
 
 
+@_one_blas_thread
 def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: float,
                      lmbda: float = 0.0, progress: bool | None = None) -> History:
     """Full-batch gradient descent: each epoch is one step along the gradient of the mean cost
     over all of ``training`` (network2's rule with one mini-batch of all n examples). Records
     the hidden layers' learning speeds before every step and after the last, and the cost
     (with its L2 term) after every step. If the weights or the cost stop being finite,
-    training stops after that step with a warning and ``History.diverged`` set."""
+    training stops after that step with a warning and ``History.diverged`` set. While it runs,
+    numpy's BLAS is held to one thread (see ``blas_threads``)."""
     _check_network(net)
     x, labels = _pair(training, "training", net)
     epochs = integer(epochs, "epochs")
@@ -143,21 +170,35 @@ def run_parallel(job: Callable[..., Any], arguments: Sequence[Any], *, workers: 
                  desc: str = "runs", progress: bool | None = None) -> list[Any]:
     """``[job(a) for a in arguments]``, several at a time in threads (one per core by default).
 
-    Worth it for ``sgd`` with the numba engine, whose inner loop releases the GIL. Results come
-    back in the order of ``arguments`` whatever order they finish in, so a seeded job gives the
-    same results run alone or in parallel."""
+    Worth it for ``sgd`` with the numba engine, whose inner loop releases the GIL, and for jobs
+    that multiply small numpy matrices: while the jobs run, numpy's OpenBLAS is held to one
+    thread (see ``blas_threads``), so that jobs do not wait on each other's BLAS threads.
+    Results come back in the order of ``arguments`` whatever order they finish in, so a seeded
+    job gives the same results run alone or in parallel."""
     checks.function(job, "job")
     if isinstance(arguments, (str, bytes)) or not isinstance(arguments, Iterable):
         raise TypeError(f"arguments must be a list of the jobs' arguments, got {arguments!r}")
     arguments = list(arguments)
     workers = (os.cpu_count() or 1) if workers is None else integer(workers, "workers")
     desc = checks.text(desc, "desc")
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
+    with _blas.limited(1), ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(arguments), desc=desc, disable=not show_progress(progress)) as bar:
         futures = [pool.submit(job, a) for a in arguments]
         for f in futures:
             f.add_done_callback(lambda _: bar.update())
         return [f.result() for f in futures]
+
+
+def blas_threads(n: int) -> int | None:
+    """Let numpy's matrix products (OpenBLAS) use ``n`` threads; returns the number before.
+
+    The book's matrices are small, and a second BLAS thread only waits for the first: with
+    OpenBLAS's default of one thread per core, one full-batch step of chapter 1's network took
+    ten times the CPU time on the 2-core build machine while another program was running. A
+    chapter that multiplies numpy matrices calls ``blas_threads(1)`` first, as the torch chapters
+    call ``torch.set_num_threads(1)``. Where numpy's BLAS is not OpenBLAS nothing changes, and
+    the result is None."""
+    return _blas.set_threads(integer(n, "n", at_most=1024))
 
 
 def show_progress(progress: bool | None) -> bool:
@@ -169,6 +210,33 @@ def show_progress(progress: bool | None) -> bool:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def _frozen_bottom(frozen: Sequence[int]) -> int:
+    """How many layers at the bottom of the network are frozen: 2 for frozen (0, 1, 3)."""
+    bottom = 0
+    while bottom in frozen:
+        bottom += 1
+    return bottom
+
+
+def _through(net: Network, layers: int, x: Array) -> Array:
+    """The activations after the first ``layers`` layers of ``net`` for checked inputs ``x``."""
+    a = x
+    with np.errstate(invalid="ignore", over="ignore"):      # as in Network.feedforward
+        for w, b in zip(net.weights[:layers], net.biases[:layers]):
+            a = (1.0 / (1.0 + np.exp(-(a @ w.T + b)))).astype(net.dtype, copy=False)
+    return a
+
+
+def _accuracy(weights: list[Array], biases: list[Array], x: Array, labels: Array) -> float:
+    """The share of checked inputs ``x`` that the layers ``weights``, ``biases`` classify as
+    ``labels`` (``Network.accuracy`` without checking its arguments again at every epoch)."""
+    a = x
+    with np.errstate(invalid="ignore", over="ignore"):
+        for w, b in zip(weights, biases):
+            a = 1.0 / (1.0 + np.exp(-(a @ w.T + b)))
+    return float(np.mean(np.argmax(a, axis=1) == labels))
+
+
 def _pair(data: Pair | Any, name: str, net: Network) -> Pair:
     """(inputs, labels) from a pair or from anything with ``images`` and ``labels``, checked."""
     x, labels = as_pair(data, name)

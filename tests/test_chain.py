@@ -209,3 +209,52 @@ def test_log10_factors_are_the_slopes_and_the_weighted_slopes():
     own, factors = chain.log10_factors(weights, biases, x, scale=2.0)
     np.testing.assert_allclose(10 ** own, 2.0 * sigmoid_prime(zs), rtol=1e-12)
     np.testing.assert_allclose(10 ** factors, np.abs(weights) * 2.0 * sigmoid_prime(zs), rtol=1e-12)
+
+
+# --- the layer Jacobians of Glorot and Bengio ---------------------------------------------------------
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_layer_jacobians_match_autograd(activation):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    sizes = [5, 4, 6, 3]
+    weights = [rng.standard_normal((n_out, n_in)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.standard_normal(n_out) for n_out in sizes[1:]]
+    x = rng.standard_normal((7, 5))
+    jacobians = chain.layer_jacobians(weights, biases, x, activation=activation)
+    assert [j.shape for j in jacobians] == [(7, 6, 4), (7, 3, 6)]
+    f = torch.sigmoid if activation == "sigmoid" else torch.tanh
+    for i in range(len(x)):
+        h = f(torch.tensor(weights[0]) @ torch.tensor(x[i]) + torch.tensor(biases[0]))
+        for l in (1, 2):
+            layer = lambda v, l=l: f(torch.tensor(weights[l]) @ v + torch.tensor(biases[l]))  # noqa: E731
+            expected = torch.autograd.functional.jacobian(layer, h)
+            np.testing.assert_allclose(jacobians[l - 1][i], expected.numpy(), rtol=1e-12, atol=1e-14)
+            h = layer(h)
+
+
+def test_layer_jacobians_of_a_network_at_zero_input_are_the_slope_times_the_weights():
+    # with zero biases and zero input every tanh unit sits at z = 0, where tanh' = 1: J = W
+    w = [np.zeros((3, 2)), np.arange(9.0).reshape(3, 3) / 10]
+    j = chain.layer_jacobians(w, [np.zeros(3), np.zeros(3)], np.zeros((1, 2)), activation="tanh")
+    np.testing.assert_allclose(j[0][0], w[1])
+    j = chain.layer_jacobians(w, [np.zeros(3), np.zeros(3)], np.zeros((1, 2)), activation="sigmoid")
+    # sigmoid(0) = 1/2 feeds the second layer, whose z = W (1/2, 1/2, 1/2): slope sigma'(z) row by row
+    z = w[1] @ np.full(3, 0.5)
+    np.testing.assert_allclose(j[0][0], sigmoid_prime(z)[:, None] * w[1])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: chain.layer_jacobians([np.eye(2)], [np.zeros(2)], np.zeros((1, 2))), TypeError,
+     r"weights and biases must be lists with one array per layer \(at least two layers\)"),
+    (lambda: chain.layer_jacobians([np.eye(2), np.ones((3, 3))], [np.zeros(2), np.zeros(3)], np.zeros((1, 2))),
+     ValueError, r"layer 1: weights of shape \(3, 3\) and biases of shape \(3,\) do not make a network"),
+    (lambda: chain.layer_jacobians([np.eye(2), np.eye(2)], [np.zeros(2), np.zeros(2)], np.zeros((1, 3))),
+     ValueError, r"x must be a batch of shape \(m, 2\), got shape \(1, 3\)"),
+    (lambda: chain.layer_jacobians([np.eye(2), np.eye(2)], [np.zeros(2), np.zeros(2)], np.zeros((1, 2)),
+                                   activation="relu"), ValueError, r"activation must be one of 'sigmoid', 'tanh'"),
+    (lambda: chain.layer_jacobians([np.eye(2), np.eye(2) * np.nan], [np.zeros(2), np.zeros(2)], np.zeros((1, 2))),
+     ValueError, r"weights\[1\] contains NaN or infinity"),
+])
+def test_layer_jacobians_refuse_what_is_not_a_network(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -171,6 +171,57 @@ def test_a_diverging_network_is_recorded_without_stopping_the_others():
     assert np.isfinite(h.singular_values[1]).all()
 
 
+def test_a_stack_can_mix_plain_and_residual_networks():
+    w = linear.gaussian(3, 4, 6, seed=1, scale=0.5, device=CPU, dtype=torch.float64)
+    flags = [True, False, True]
+    x = torch.randn(5, 6, dtype=torch.float64)
+    p = torch.stack([product(w[r:r + 1], flags[r])[0] for r in range(3)])
+    torch.testing.assert_close(linear.forward(w, x, residual=flags)[-1], x @ p.transpose(1, 2))
+    torch.testing.assert_close(linear.end_to_end(w, residual=flags), p)
+    a = linear.target_map(6, seed=2, device=CPU, dtype=torch.float64)
+    loss, rms, _ = linear.measure(w, a, residual=flags)
+    for r in range(3):
+        one = linear.measure(w[r:r + 1], a, residual=flags[r])
+        torch.testing.assert_close(loss[r:r + 1], one[0])
+        torch.testing.assert_close(rms[r:r + 1], one[1])
+    # the backward pass of a mixed stack is autograd's
+    wa = w.clone().requires_grad_(True)
+    y = torch.randn(5, 6, dtype=torch.float64)
+    ((linear.forward(wa, x, residual=flags)[-1] - y) ** 2).sum().backward()
+    with torch.no_grad():
+        acts = linear.forward(w, x, residual=flags)
+        grads, _ = linear.backward(w, acts, 2 * (acts[-1] - y), residual=flags)
+    torch.testing.assert_close(grads, wa.grad)
+
+
+def test_one_training_of_a_mixed_stack_is_the_separate_trainings():
+    # plain and residual networks, and two learning rates, in one stack on the same batches: each
+    # network ends where it ends when trained alone (float64, so to rounding)
+    a = linear.target_map(6, seed=3, device=CPU, dtype=torch.float64)
+    w = linear.gaussian(4, 5, 6, seed=2, scale=0.4, device=CPU, dtype=torch.float64)
+    flags, rates = [False, True, False, True], [0.01, 0.01, 0.03, 0.03]
+    together = linear.train(w.clone(), a, steps=25, lr=rates, residual=flags, record_every=5, seed=7, progress=False)
+    for r in range(4):
+        alone = linear.train(w[r:r + 1].clone(), a, steps=25, lr=rates[r], residual=flags[r], record_every=5,
+                             seed=7, progress=False)
+        np.testing.assert_allclose(together.loss[r], alone.loss[0], rtol=1e-12)
+        np.testing.assert_allclose(together.grad_norms[r], alone.grad_norms[0], rtol=1e-12)
+    assert together.settings["lr"] == rates and together.settings["residual"] == flags
+
+
+def test_the_result_of_train_does_not_depend_on_the_number_of_workers():
+    a = linear.target_map(8, seed=0, device=CPU)
+    w = torch.cat([linear.gaussian(3, 6, 8, seed=0, device=CPU), linear.orthogonal(2, 6, 8, seed=1, device=CPU)])
+    one, two = w.clone(), w.clone()
+    h1 = linear.train(one, a, steps=30, lr=0.02, record_every=10, seed=3, progress=False)
+    h2 = linear.train(two, a, steps=30, lr=0.02, record_every=10, seed=3, workers=2, progress=False)
+    np.testing.assert_array_equal(h1.steps, h2.steps)
+    for field in ("loss", "grad_norms", "singular_values"):     # the same run, to rounding
+        np.testing.assert_allclose(getattr(h1, field), getattr(h2, field), rtol=1e-5)
+    torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-7)
+    assert linear.train(w[:1].clone(), a, steps=2, lr=0.02, workers=4, progress=False).loss.shape == (1, 2)
+
+
 def test_residual_training_with_zero_branches_starts_at_the_identity():
     a = linear.target_map(6, seed=1, device=CPU, dtype=torch.float64)
     w = torch.zeros(1, 5, 6, 6, dtype=torch.float64)
@@ -195,7 +246,15 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
      r"the stack, runs x depth x width x width would be 1,000,000,000,000 numbers"),
     (lambda: linear.gaussian(1, 2, 4, seed=0, device="gpu"), ValueError, r"device must name a device such as 'cpu'"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), residual="yes"), TypeError,
-     r"residual must be True or False, got 'yes'"),
+     r"residual must be True or False, or a list of 2 of them \(one per network\), got 'yes'"),
+    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), residual=[True]), TypeError,
+     r"residual must be True or False, or a list of 2 of them"),
+    (lambda: linear.train(torch.zeros(2, 1, 4, 4), torch.zeros(4, 4), steps=1, lr=[0.1]), ValueError,
+     r"lr must be one number or a list of 2 \(one per network\), got 1 numbers"),
+    (lambda: linear.train(torch.zeros(2, 1, 4, 4), torch.zeros(4, 4), steps=1, lr=[0.1, -1]), ValueError,
+     r"every lr must be a finite positive number, got -1"),
+    (lambda: linear.train(torch.zeros(2, 1, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, workers=0), ValueError,
+     r"workers must be an integer from 1 to 64, got 0"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), [torch.zeros(1, 3, 4)] * 2 + [torch.zeros(1, 2, 4)],
                              torch.zeros(3, 4)), ValueError, r"activations\[2\] must be a tensor of shape \(1, 3, 4\)"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), torch.zeros(3, 1, 3, 4), torch.zeros(3, 4)), ValueError,
@@ -235,3 +294,13 @@ def test_split_refuses_groups_that_do_not_add_up():
         h.split({"a": 1.5, "b": 0.5})
     with pytest.raises(TypeError, match=r"groups must be a dict \{name: number of runs\}"):
         h.split([1, 1])
+
+
+def test_steps_to_is_the_first_recorded_step_at_or_below_the_loss():
+    h = linear.LinearHistory(settings={}, steps=np.array([0, 10, 20, 30]),
+                             loss=np.array([[1.0, 0.5, 0.2, 0.1], [1.0, 0.9, np.nan, np.nan], [0.05, 0.5, 0.01, 0.0]]),
+                             grad_norms=np.zeros((3, 4, 2)), singular_values=np.zeros((3, 4, 2)))
+    np.testing.assert_array_equal(h.steps_to(0.2), [20.0, np.inf, 0.0])
+    np.testing.assert_array_equal(h.steps_to(0.0), [np.inf, np.inf, 30.0])
+    with pytest.raises(ValueError, match="loss must be a finite non-negative number"):
+        h.steps_to(-1)

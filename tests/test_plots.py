@@ -106,6 +106,32 @@ def test_mean_sd():
 
 
 # --- tests for figures of chapters 1 to 3 (keep this line) ---
+def test_singular_value_picture_draws_the_circle_its_ellipse_and_the_singular_vectors():
+    m = np.array([[2.0, 0.0], [0.0, 0.5]])
+    ax = plots.singular_value_picture(m)
+    circle, ellipse = ax.lines[0], ax.lines[1]
+    np.testing.assert_allclose(np.hypot(circle.get_xdata(), circle.get_ydata()), 1.0)
+    # the image of the circle under diag(2, 0.5) is the ellipse (x/2)^2 + (y/0.5)^2 = 1
+    x, y = ellipse.get_xdata(), ellipse.get_ydata()
+    np.testing.assert_allclose((x / 2) ** 2 + (y / 0.5) ** 2, 1.0)
+    arrows = [t for t in ax.texts]
+    assert len(arrows) == 4                                   # v_1, s_1 u_1, v_2, s_2 u_2
+    tips = sorted(np.hypot(*a.xy) for a in arrows)
+    np.testing.assert_allclose(tips, [0.5, 1.0, 1.0, 2.0])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("2.00" in t for t in labels) and any("0.50" in t for t in labels)
+
+
+@pytest.mark.parametrize("matrix, error, message", [
+    (np.eye(3), ValueError, r"matrix must be 2 x 2 \(a map of the plane\), got shape \(3, 3\)"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), ValueError, r"matrix contains NaN or infinity"),
+    ("M", TypeError, r"matrix must hold real numbers"),
+])
+def test_singular_value_picture_refuses_what_is_not_a_2_by_2_matrix(matrix, error, message):
+    with pytest.raises(error, match=message):
+        plots.singular_value_picture(matrix)
+
+
 
 
 # --- tests for figures of chapters 4 and 5 (keep this line) ---

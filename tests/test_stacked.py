@@ -121,6 +121,56 @@ def test_training_reduces_the_cost_and_records_when_asked():
     assert record.seconds > 0
 
 
+def test_gradients_are_autograds():
+    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised", "gaussian"], [1, 2, 3], scales=[1, 1, 3],
+                             device=CPU, dtype=torch.float64)
+    x, y = small_data(n=9)
+    xt = torch.tensor(x, dtype=torch.float64).expand(3, -1, -1)
+    yt = torch.tensor(y).expand(3, -1)
+    grads, loss = stacked.gradients(net, xt, yt)
+    params = [p.clone().requires_grad_(True) for p in net.parameters()]
+    expected = []
+    for s in range(3):
+        h = xt[s]
+        for w, b in zip(params[:3][:-1], params[3:][:-1]):
+            h = torch.sigmoid(h @ w[s] + b[s])
+        expected.append(torch.nn.functional.cross_entropy(h @ params[2][s] + params[5][s], yt[s]))
+    torch.autograd.backward(sum(expected))
+    torch.testing.assert_close(loss, torch.stack(expected).detach(), rtol=1e-12, atol=1e-12)
+    for ours, p in zip(grads, params):
+        torch.testing.assert_close(ours, p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_probe_statistics_are_the_direct_ones():
+    net = stacked.StackedMLP([5, 7, 4, 3], ["gaussian"] * 2, [0, 1], scales=[2.0, 0.5], device=CPU, dtype=torch.float64)
+    x, y = small_data(n=30)
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
+    stats = stacked.probe(net, xt, yt)
+    _, hidden = net.forward(xt)
+    for l, h in enumerate(hidden):
+        for s in range(2):
+            np.testing.assert_allclose(stats["mean"][s, l], h[s].mean().item(), rtol=1e-12)
+            np.testing.assert_allclose(stats["std"][s, l], h[s].std().item(), rtol=1e-9)
+            np.testing.assert_allclose(stats["slope"][s, l], (h[s] * (1 - h[s])).mean().item(), rtol=1e-9)
+
+
+def test_the_result_of_train_does_not_depend_on_the_number_of_workers():
+    x, y = small_data(n=50)
+    runs = []
+    for workers in (1, 2, 3):
+        net = stacked.StackedMLP([5, 6, 4, 3], ["standard", "normalised", "gaussian"], [0, 1, 2], device=CPU,
+                                 dtype=torch.float64)
+        record = stacked.train(net, x, y, steps=12, batch_size=5, eta=[0.3, 0.2, 0.1], momentum=[0.0, 0.9, 0.5],
+                               probe_data=(x, y), record_every=4, workers=workers, progress=False)
+        runs.append((net, record.arrays()))
+    for net, arrays in runs[1:]:          # the same run, to rounding (a batched product of a different
+        for a, b in zip(net.parameters(), runs[0][0].parameters()):          # number of matrices may add up
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)           # in another order)
+        for key, value in arrays.items():
+            np.testing.assert_allclose(value, runs[0][1][key], rtol=1e-12, atol=1e-14)
+    assert list(runs[0][1]["steps"]) == [0, 4, 8, 12]
+
+
 def test_probe_on_a_network_with_zero_weights():
     net = stacked.StackedMLP([3, 4, 4, 2], ["gaussian"], [0], device=CPU, dtype=torch.float64)
     for w in net.weights:
@@ -166,6 +216,9 @@ def test_bad_inputs_are_refused():
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, momentum=1.0), ValueError, "momentum must be below 1"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, record_every=1), ValueError, "needs probe_data"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, record_every=-1), ValueError, "record_every"),
+        (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, workers=0), ValueError,
+         "workers must be an integer from 1 to 64"),
+        (lambda: stacked.gradients("net", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)), TypeError, "stack must be"),
         (lambda: stacked.train(net, x[:, :2], y, steps=1, batch_size=2, eta=0.1), ValueError, "images must have shape"),
         (lambda: stacked.train(net, x, y[:3], steps=1, batch_size=2, eta=0.1), ValueError, "labels must have shape"),
         (lambda: stacked.train(net, x, y + 5, steps=1, batch_size=2, eta=0.1), ValueError, "labels must lie in"),

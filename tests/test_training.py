@@ -316,6 +316,51 @@ def test_frozen_layers_give_the_same_run_with_both_engines(blobs):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.skipif(not kernels.available(), reason="no numba")
+@pytest.mark.parametrize("frozen", [[0], [0, 1], [0, 2], [0, 1, 2]])
+def test_frozen_bottom_layers_give_the_same_run_with_both_engines(blobs, frozen):
+    # with the compiled loop, the data are passed once through frozen layers at the bottom and the
+    # layers above train on what comes out: the same run, and the same accuracies, as numpy's
+    training, test = blobs
+    runs = []
+    for engine in ("numpy", "numba"):
+        net = Network([2, 6, 5, 2], seed=3, dtype=np.float64)
+        start = net.copy()
+        history = sgd(net, training, epochs=3, mini_batch_size=7, eta=0.5, lmbda=2.0, seed=1, frozen=frozen,
+                      evaluation=test, probe=test, engine=engine, progress=False)
+        for l in frozen:
+            np.testing.assert_array_equal(net.weights[l], start.weights[l])
+        runs.append((net, history))
+    (a, ha), (b, hb) = runs
+    for p, q in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
+    assert ha.accuracy == hb.accuracy
+    np.testing.assert_allclose(ha.speeds, hb.speeds, rtol=1e-9)
+
+
+def test_blas_threads_sets_and_reports_the_number_and_run_parallel_restores_it():
+    from nblib import _blas
+    from nblib.training import blas_threads
+    before = blas_threads(2)
+    if before is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS here")
+    try:
+        assert _blas.threads() == 2 and blas_threads(1) == 2 and _blas.threads() == 1
+        blas_threads(2)
+        assert run_parallel(lambda _: _blas.threads(), [0, 1, 2], workers=2, progress=False) == [1, 1, 1]
+        assert _blas.threads() == 2
+        with _blas.limited(1):
+            with _blas.limited(1):
+                assert _blas.threads() == 1
+            assert _blas.threads() == 1
+        assert _blas.threads() == 2
+    finally:
+        blas_threads(before)
+    for bad, error in ((0, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="n must be"):
+            blas_threads(bad)
+
+
 @pytest.mark.parametrize("frozen, error, message", [
     ([3], ValueError, "frozen layer 3 does not exist"),
     ([-4], ValueError, "frozen layer -4 does not exist"),

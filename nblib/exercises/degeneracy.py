@@ -35,16 +35,27 @@ def candidates(runs: int = 3, *, seed: int = SEED) -> dict[str, torch.Tensor]:
     }
 
 
+@functools.lru_cache(maxsize=2)
+def _races(runs: int = 3, steps: int = STEPS) -> dict[str, np.ndarray]:
+    """Both exercises' races in one stack (the same batches, so each network trains exactly as it
+    would alone): the candidates of exercise 1 and Fold 0, 1 and 2 of exercise 3, ``runs`` of
+    each, trained for ``steps`` steps of the chapter's SGD (learning rate 0.01, batches of 64,
+    the chapter's target map); each one's final loss (NaN where a run diverged). Cached."""
+    nets = {**{f"candidate {k}": v for k, v in candidates(runs).items()},
+            "Fold 0": linear.gaussian(runs, DEPTH, WIDTH, seed=0),
+            "Fold 1": linear.fold(linear.gaussian(runs, DEPTH, WIDTH, seed=0)),
+            "Fold 2": linear.fold(linear.gaussian(runs, DEPTH, WIDTH, seed=0), 2)}
+    target = linear.target_map(WIDTH, seed=1000)
+    history = linear.train(torch.cat(list(nets.values())), target, steps=steps, lr=LR, record_every=steps,
+                           seed=0, workers=2, progress=False)
+    return {name: h.loss[:, -1] for name, h in history.split({k: runs for k in nets}).items()}
+
+
 @functools.lru_cache(maxsize=4)
 def _race(runs: int = 3, steps: int = STEPS) -> dict[str, np.ndarray]:
-    """Train every candidate for ``steps`` steps of the chapter's SGD (learning rate 0.01,
-    batches of 64, the chapter's target map) and return each one's final loss, one per run.
-    Cached: the same arguments give the same result without training again."""
-    nets = candidates(runs)
-    target = linear.target_map(WIDTH, seed=1000)
-    history = linear.train(torch.cat(list(nets.values())), target, steps=steps, lr=LR,
-                           record_every=steps, seed=0, progress=False)
-    return {name: h.loss[:, -1] for name, h in history.split({k: runs for k in nets}).items()}
+    """Every candidate's final loss after the race of exercise 1, one per run (see ``_races``)."""
+    races = _races(runs, steps)
+    return {name: races[f"candidate {name}"] for name in NAMES}
 
 
 def _as_ranking(ranking: Any) -> list[str]:
@@ -146,14 +157,9 @@ PLACES = ("faster", "between", "slower")
 @functools.lru_cache(maxsize=2)
 def _fold_race(runs: int = 3, steps: int = STEPS) -> dict[str, np.ndarray]:
     """Fold 0, Fold 1 and Fold 2 (``runs`` each, seed 0), trained like the chapter's networks:
-    each one's final loss (NaN where a run diverged)."""
-    target = linear.target_map(WIDTH, seed=1000)
-    nets = {"Fold 0": linear.gaussian(runs, DEPTH, WIDTH, seed=0),
-            "Fold 1": linear.fold(linear.gaussian(runs, DEPTH, WIDTH, seed=0)),
-            "Fold 2": linear.fold(linear.gaussian(runs, DEPTH, WIDTH, seed=0), 2)}
-    history = linear.train(torch.cat(list(nets.values())), target, steps=steps, lr=LR, record_every=steps,
-                           seed=0, progress=False)
-    return {name: h.loss[:, -1] for name, h in history.split({k: runs for k in nets}).items()}
+    each one's final loss (NaN where a run diverged). See ``_races``."""
+    races = _races(runs, steps)
+    return {name: races[name] for name in ("Fold 0", "Fold 1", "Fold 2")}
 
 
 def _fold2_rank(runs: int = 3) -> float:

@@ -290,7 +290,7 @@ def explore_activation_scale() -> Explorer:
     weights, biases, x = _chains(CHAIN_DEPTH, CHAIN_COUNT, CHAIN_SEED)
     layers = np.arange(1, CHAIN_DEPTH + 1)
     bins = np.linspace(-6, 2, 41)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
     (median,) = left.plot(layers, np.zeros(CHAIN_DEPTH), color="C0", animated=True)
     band = [left.fill_between(layers, 0, 0)]
     left.axhline(0, color="black", linewidth=0.8)
@@ -363,7 +363,7 @@ def explore_identity_neuron() -> Explorer:
     beside the identity, and the error. In the pre-rendered frames the output weight v is the
     least-squares best for w and b (the live version has a slider for it)."""
     x = IDENTITY_X
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     (output,) = left.plot(x, x, color="C0", label=r"$v\,\sigma(wx+b) - c$", animated=True)
     left.plot(x, x, color="black", linewidth=0.8, linestyle="--", label="identity")
     left.set(xlim=(0, 1), ylim=(-0.25, 1.25), xlabel="input x", ylabel="output", title="Output, shifted by the best c")

@@ -30,12 +30,11 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import checks
 from .checks import integer, number
 from .torchutil import as_device, float_dtype
-from .training import show_progress
+from .progress import bar as progress_bar, enabled as progress_enabled
 
 Tensor = torch.Tensor
 INITIALISATIONS = ("gaussian", "folded", "orthogonal")
@@ -305,7 +304,7 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float | Sequence[f
     flags = _flags(residual, runs)
     seed = checks.seed(seed)
     workers = integer(workers, "workers", at_most=64)
-    show = show_progress(progress)
+    show = progress_enabled(progress)
     shares = [part for part in np.array_split(np.arange(runs), min(workers, runs)) if len(part)]
 
     def share(k: int) -> tuple[list[int], list[Tensor]]:
@@ -373,7 +372,7 @@ def _train_share(weights: Tensor, target: Tensor, *, steps: int, rates: list[flo
     with torch.no_grad():
         record(0)
         target_t = target.T.contiguous()
-        for step in tqdm(range(1, steps + 1), desc="SGD, deep linear", disable=not progress, leave=False):
+        for step in progress_bar(range(1, steps + 1), desc="SGD, deep linear", progress=progress, leave=False):
             x = torch.randn(batch_size, n, generator=g).to(weights.device, weights.dtype)
             h = x.expand(runs, batch_size, n)
             activations = [h]

@@ -29,12 +29,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import checks
 from .checks import integer, number
 from .torchutil import as_device, seed_all, tensor
-from .training import show_progress
+from .progress import bar as progress_bar
 
 Array = np.ndarray
 KINDS = ("rnn", "lstm", "gru")
@@ -239,7 +238,7 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
     # the longest runs first, so that no worker is left with a long one at the end
     jobs.sort(key=lambda j: -j[1].length * j[1].steps * (2 if j[1].kind == "gru" else 1))
     results: dict[tuple[str, int], RecurrentRun] = {}
-    bar = tqdm(total=len(jobs), desc=desc, disable=not show_progress(progress))
+    bar = progress_bar(total=len(jobs), desc=desc, progress=progress)
     if workers == 1:
         for name, c, s in jobs:
             results[(name, s)] = train(c, s)

@@ -28,14 +28,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import checks
 from .checks import integer, number
 from .data import as_pair
 from .networks import check_sizes
 from .torchutil import as_device
-from .training import show_progress
+from .progress import bar as progress_bar, enabled as progress_enabled
 
 INITS = ("standard", "normalised", "gaussian")
 
@@ -233,7 +232,7 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     mu_t = torch.tensor(mus, device=stack.device, dtype=stack.dtype).view(-1, 1, 1)
     parts = [p for p in np.array_split(np.arange(len(stack)), min(workers, len(stack))) if len(p)]
     shares = [slice(int(p[0]), int(p[-1]) + 1) for p in parts]
-    show = show_progress(progress)
+    show = progress_enabled(progress)
 
     def run(k: int) -> list[dict[str, np.ndarray]]:
         at = shares[k]
@@ -313,7 +312,7 @@ def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: t
     if record_every:
         records.append(probe(stack, *probe_data))
     with torch.no_grad():
-        for step in tqdm(range(steps), desc=f"{len(stack)} networks", disable=not progress, leave=False):
+        for step in progress_bar(range(steps), desc=f"{len(stack)} networks", progress=progress, leave=False):
             batch = order[:, step * batch_size:(step + 1) * batch_size]
             steps_, _ = _gradients(stack.weights, stack.biases, xs[batch], ys[batch], scale=eta)   # eta x gradient
             if heavy:

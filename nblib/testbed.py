@@ -28,14 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import checks
 from .networks import sigmoid, sigmoid_prime
 from .plots import Table, mean_sd
 from .probe import Probe, ProbeHistory
 from .torchutil import as_tensors, seed_all, tensor
-from .training import show_progress
+from .progress import bar as progress_bar
 
 Array = np.ndarray
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
@@ -558,7 +557,7 @@ class Runner:
                 raise TypeError(f"configs[{name!r}] must be a testbed.Config, got {type(c).__name__}")
         todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
                                   if (c, s) not in self.runs))
-        bar = tqdm(total=len(todo), desc=desc, disable=not show_progress(progress))
+        bar = progress_bar(total=len(todo), desc=desc, progress=progress)
         if self.workers == 1 or len(todo) <= 1:
             for c, s in todo:
                 self.runs[(c, s)] = train(c, self.data, s, probe_every=self.probe_every)

@@ -74,7 +74,7 @@ def as_device(on: Any, name: str = "on") -> torch.device:
         raise TypeError(f"{name} must be a torch.device, a name such as 'cpu' or 'cuda', or None, got {on!r}")
     try:
         return torch.device(on)
-    except RuntimeError as exc:
+    except RuntimeError:
         raise ValueError(f"{name} must name a device such as 'cpu' or 'cuda', got {on!r}") from None
 
 

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import _blas, checks, kernels
 from .checks import integer, number
 from .data import as_pair
 from .metrics import learning_speeds, speeds_of
 from .networks import Network, check_inputs, check_network
+from .progress import bar as progress_bar
 
 Array = np.ndarray
 Pair = tuple[Array, Array]
@@ -94,7 +94,6 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     evaluation = None if evaluation is None else _pair(evaluation, "evaluation", net)
     probe = None if probe is None else _pair(probe, "probe", net)
     engine = _choose_engine(engine)
-    show = show_progress(progress)
     history = History(net.sizes, dict(epochs=epochs, mini_batch_size=m, eta=eta, lmbda=lmbda,
                                       seed=seed, engine=engine, n=n, dtype=net.dtype.name,
                                       frozen=list(frozen)))
@@ -115,7 +114,7 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
         sparse = kernels.SparseRows.from_dense(x, net.dtype) if engine == "numba" else None
     if probe is not None:
         history.speeds.append(learning_speeds(net, *probe).tolist())
-    for epoch in tqdm(range(epochs), desc=f"SGD {net.sizes}", disable=not show, leave=False):
+    for epoch in progress_bar(range(epochs), desc=f"SGD {net.sizes}", progress=progress, leave=False):
         order = rng.permutation(n)
         if engine == "numba":
             kernels._sgd_epoch(top[0], top[1], sparse, labels, order, m, eta, decay, top[2])
@@ -149,11 +148,10 @@ def gradient_descent(net: Network, training: Pair | Any, *, epochs: int, eta: fl
     n = len(x)
     eta, decay, _ = net.check_step(eta, lmbda, n)
     lmbda = number(lmbda, "lmbda", non_negative=True)
-    show = show_progress(progress)
     history = History(net.sizes, dict(epochs=epochs, eta=eta, lmbda=lmbda, n=n, dtype=net.dtype.name))
     start = time.perf_counter()
     grads = net.backprop(x, labels)
-    for step in tqdm(range(epochs), desc=f"GD {net.sizes}", disable=not show, leave=False):
+    for step in progress_bar(range(epochs), desc=f"GD {net.sizes}", progress=progress, leave=False):
         history.speeds.append(speeds_of(grads).tolist())
         net._step(grads, eta, decay, ())
         grads = net.backprop(x, labels)           # the next step's gradient, and this step's cost
@@ -182,7 +180,7 @@ def run_parallel(job: Callable[..., Any], arguments: Sequence[Any], *, workers: 
     workers = (os.cpu_count() or 1) if workers is None else integer(workers, "workers")
     desc = checks.text(desc, "desc")
     with _blas.limited(1), ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(arguments), desc=desc, disable=not show_progress(progress)) as bar:
+            progress_bar(total=len(arguments), desc=desc, progress=progress) as bar:
         futures = [pool.submit(job, a) for a in arguments]
         for f in futures:
             f.add_done_callback(lambda _: bar.update())
@@ -199,14 +197,6 @@ def blas_threads(n: int) -> int | None:
     call ``torch.set_num_threads(1)``. Where numpy's BLAS is not OpenBLAS nothing changes, and
     the result is None."""
     return _blas.set_threads(integer(n, "n", at_most=1024))
-
-
-def show_progress(progress: bool | None) -> bool:
-    """Whether to draw a progress bar: ``progress`` if given, else yes unless the environment
-    variable NBLIB_PROGRESS is "0" (the book's build sets it: a finished bar is noise on a page)."""
-    if progress is None:
-        return os.environ.get("NBLIB_PROGRESS", "1") != "0"
-    return checks.boolean(progress, "progress")
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -11,16 +11,12 @@ pytest.importorskip("numba")
 from nblib import kernels  # noqa: E402
 from nblib.kernels import SparseRows  # noqa: E402
 from nblib.networks import Network  # noqa: E402
+from conftest import relative_error
 
 # How far the compiled epoch may drift from numpy's: it adds its sums up in another order
 # (and with fastmath), so float64 agrees to rounding and float32 to a few ulps per step.
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
-
-def relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / scale) if scale else 0.0
 
 
 def numpy_epoch(net: Network, x, labels, order, m, eta, lmbda) -> Network:

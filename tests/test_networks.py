@@ -8,14 +8,10 @@ import pytest
 
 import network2_reference as ref
 from nblib.networks import Gradients, Network
+from conftest import relative_error
 
 SHAPES = [[5, 4, 3], [20, 7, 7, 4], [6, 5, 5, 5, 5, 3]]
 
-
-def relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / scale) if scale else 0.0
 
 
 def float64_net(sizes, seed=0) -> Network:

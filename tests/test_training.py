@@ -14,14 +14,10 @@ from nblib import kernels
 from nblib.metrics import learning_speeds
 from nblib.networks import Network
 from nblib.training import History, gradient_descent, run_parallel, sgd
+from conftest import relative_error
 
 ENGINES = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not kernels.available(), reason="no numba"))]
 
-
-def relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / scale) if scale else 0.0
 
 
 def train(engine="numpy", seed=0, net_seed=1, sizes=(2, 8, 2), data=None, **settings):

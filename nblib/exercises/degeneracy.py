@@ -19,7 +19,7 @@ import torch
 
 from .. import linear
 from .. import degeneracy
-from . import Feedback, Problem, as_array, as_function, as_number, as_word, call, checker, describe, sample
+from . import Feedback, Problem, as_function, as_number, as_word, call, checker, describe, sample
 
 NAMES = ("A", "B", "C")
 DEPTH, WIDTH, SEED = 30, 64, 11

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import data, metrics, networks, training
-from . import (Feedback, Problem, as_array, as_bool, as_choices, as_function, as_number, as_word, call, checker,
+from . import (Feedback, as_array, as_bool, as_choices, as_function, as_number, as_word, call, checker,
                grade_choices, sample)
 
 Array = np.ndarray

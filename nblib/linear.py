@@ -240,7 +240,7 @@ def _check_target(target: Any, weights: Tensor) -> Tensor:
 
 # --- training -----------------------------------------------------------------------------------
 @dataclass
-class LinearHistory:
+class History:
     """What ``train`` recorded, as numpy arrays. ``steps[t]`` is the number of SGD steps taken
     before record t (``steps[0] == 0``: the initialisation). ``loss`` has shape (runs, T),
     ``grad_norms`` (runs, T, L + 1) (inputs first) and ``singular_values`` (runs, T, n): the
@@ -263,7 +263,7 @@ class LinearHistory:
         first = np.argmax(reached, axis=1)
         return np.where(reached.any(axis=1), self.steps[first].astype(float), np.inf)
 
-    def split(self, groups: dict[str, int]) -> dict[str, "LinearHistory"]:
+    def split(self, groups: dict[str, int]) -> dict[str, "History"]:
         """Cut a stack's history into consecutive groups of runs, e.g. {"gaussian": 5, "orthogonal": 5}."""
         if not isinstance(groups, dict) or not groups:
             raise TypeError(f"groups must be a dict {{name: number of runs}}, got {groups!r}")
@@ -273,7 +273,7 @@ class LinearHistory:
         out, start = {}, 0
         for name, size in groups.items():
             part = slice(start, start + integer(size, f"groups[{name!r}]"))
-            out[name] = LinearHistory(self.settings, self.steps, self.loss[part], self.grad_norms[part],
+            out[name] = History(self.settings, self.steps, self.loss[part], self.grad_norms[part],
                                       self.singular_values[part], self.seconds)
             start += size
         return out
@@ -281,7 +281,7 @@ class LinearHistory:
 
 def train(weights: Tensor, target: Tensor, *, steps: int, lr: float | Sequence[float], batch_size: int = 64,
           residual: Residual = False, record_every: int = 20, seed: int = 0, workers: int = 1,
-          progress: bool | None = None) -> LinearHistory:
+          progress: bool | None = None) -> History:
     """Mini-batch SGD on the squared error ||f(x) - A x||^2 / n, with fresh inputs x ~ N(0, I)
     at every step, the same for every network of the stack. Trains ``weights`` in place.
 
@@ -322,7 +322,7 @@ def train(weights: Tensor, target: Tensor, *, steps: int, lr: float | Sequence[f
     seconds = time.perf_counter() - start
     recorded = results[0][0]
     loss, rms, s = (torch.cat([r[1][k] for r in results]) for k in range(3))
-    return LinearHistory(
+    return History(
         settings=dict(steps=steps, lr=rates[0] if len(set(rates)) == 1 else rates, batch_size=batch_size,
                       residual=flags[0] if len(set(flags)) == 1 else flags, record_every=record_every,
                       seed=seed, runs=runs, depth=weights.shape[1], width=weights.shape[-1]),

@@ -54,7 +54,7 @@ def init_bound(scheme: str, n_in: int, n_out: int, scale: float = 1.0) -> float:
 
 
 @dataclass
-class Record:
+class History:
     """What :func:`train` recorded, at the updates listed in ``steps`` (0 = before training):
     ``mean[k, s, l]`` and ``std[k, s, l]`` are the mean and standard deviation of the
     activations of hidden layer l of network s over the probe inputs (all examples and units),
@@ -166,7 +166,7 @@ class StackedMLP:
 
 
 @torch.no_grad()
-def probe(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+def measure(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
     """Activation statistics of every hidden layer of every network on the inputs ``x``:
     "mean", "std" and "slope" (the mean of sigma'(z) = a (1 - a)), each (S, hidden layers),
     and each network's "loss" and "accuracy", each (S,)."""
@@ -194,12 +194,12 @@ def probe(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> dict[str,
 def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: int, batch_size: int,
           eta: float | Sequence[float], momentum: float | Sequence[float] = 0.0,
           probe_data: tuple[np.ndarray, np.ndarray] | None = None, record_every: int = 0,
-          workers: int = 1, progress: bool | None = None) -> Record:
+          workers: int = 1, progress: bool | None = None) -> History:
     """``steps`` updates of mini-batch SGD with classical momentum on every network of ``stack``
     (in place). Network s walks through the training data in its own order (reshuffled every
     epoch, seeded by its seed), with learning rate ``eta[s]`` and momentum ``momentum[s]``
     (a single number applies to all). Every ``record_every`` updates (and before the first and
-    after the last) the :func:`probe` statistics on ``probe_data`` are recorded.
+    after the last) the :func:`measure` statistics on ``probe_data`` are recorded.
 
     ``workers`` threads each train a share of the networks (the networks are independent, so
     the result does not depend on ``workers``, but for rounding); on a CPU with two cores, two
@@ -246,7 +246,7 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
     else:
         with ThreadPoolExecutor(max_workers=len(shares)) as pool:
             results = list(pool.map(run, range(len(shares))))
-    record = Record()
+    record = History()
     if record_every:
         record.steps = [0] + [t for t in range(1, steps + 1) if t % record_every == 0 or t == steps]
         for k, stats in enumerate(zip(*results)):
@@ -310,7 +310,7 @@ def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: t
     velocity = [torch.zeros_like(p) for p in params] if heavy else []
     records = []
     if record_every:
-        records.append(probe(stack, *probe_data))
+        records.append(measure(stack, *probe_data))
     with torch.no_grad():
         for step in progress_bar(range(steps), desc=f"{len(stack)} networks", progress=progress, leave=False):
             batch = order[:, step * batch_size:(step + 1) * batch_size]
@@ -323,7 +323,7 @@ def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: t
                 for p, g in zip(params, steps_):
                     p.sub_(g)
             if record_every and ((step + 1) % record_every == 0 or step + 1 == steps):
-                records.append(probe(stack, *probe_data))
+                records.append(measure(stack, *probe_data))
     return records
 
 

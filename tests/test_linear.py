@@ -297,7 +297,7 @@ def test_split_refuses_groups_that_do_not_add_up():
 
 
 def test_steps_to_is_the_first_recorded_step_at_or_below_the_loss():
-    h = linear.LinearHistory(settings={}, steps=np.array([0, 10, 20, 30]),
+    h = linear.History(settings={}, steps=np.array([0, 10, 20, 30]),
                              loss=np.array([[1.0, 0.5, 0.2, 0.1], [1.0, 0.9, np.nan, np.nan], [0.05, 0.5, 0.01, 0.0]]),
                              grad_norms=np.zeros((3, 4, 2)), singular_values=np.zeros((3, 4, 2)))
     np.testing.assert_array_equal(h.steps_to(0.2), [20.0, np.inf, 0.0])

@@ -145,7 +145,7 @@ def test_probe_statistics_are_the_direct_ones():
     net = stacked.StackedMLP([5, 7, 4, 3], ["gaussian"] * 2, [0, 1], scales=[2.0, 0.5], device=CPU, dtype=torch.float64)
     x, y = small_data(n=30)
     xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
-    stats = stacked.probe(net, xt, yt)
+    stats = stacked.measure(net, xt, yt)
     _, hidden = net.forward(xt)
     for l, h in enumerate(hidden):
         for s in range(2):
@@ -176,7 +176,7 @@ def test_probe_on_a_network_with_zero_weights():
     for w in net.weights:
         w.zero_()
     x, y = np.random.default_rng(0).random((10, 3)), np.array([0, 1] * 5)
-    stats = stacked.probe(net, torch.tensor(x), torch.tensor(y))
+    stats = stacked.measure(net, torch.tensor(x), torch.tensor(y))
     np.testing.assert_allclose(stats["mean"], 0.5)                     # sigma(0) everywhere
     np.testing.assert_allclose(stats["std"], 0.0, atol=1e-15)
     np.testing.assert_allclose(stats["slope"], 0.25)                   # sigma'(0)
@@ -227,7 +227,7 @@ def test_bad_inputs_are_refused():
         (lambda: stacked.train(net, x.astype(str), y, steps=1, batch_size=2, eta=0.1), TypeError, "numeric array"),
         # issue 11
         (lambda: stacked.train("net", x, y, steps=1, batch_size=2, eta=0.1), TypeError, "stack must be an nblib.stacked.StackedMLP"),
-        (lambda: stacked.probe("net", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)), TypeError, "stack must be"),
+        (lambda: stacked.measure("net", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)), TypeError, "stack must be"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, probe_data=x), TypeError,
          r"probe_data must be an nblib.data.Split or an \(images, labels\) pair"),
         (lambda: stacked.train(net, x, y, steps=10 ** 6, batch_size=10 ** 3, eta=0.1), ValueError,

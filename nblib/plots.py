@@ -19,7 +19,8 @@ from matplotlib.colors import is_color_like
 from . import checks
 
 Array = np.ndarray
-DEPTH_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+# The colours of the book's figures, in order (ColorBrewer Dark2): depths, layers, variants.
+COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
@@ -78,7 +79,7 @@ def accuracy_curves(curves: dict[str, Array], *, title: str, ax: plt.Axes | None
     ax = _check_axes(ax, "ax") if ax is not None else plt.subplots(figsize=(7, 4))[1]
     for i, (label, runs) in enumerate(curves.items()):
         runs = 100 * runs
-        mean_band(ax, np.arange(1, runs.shape[1] + 1), runs, label, DEPTH_COLOURS[i % 6])
+        mean_band(ax, np.arange(1, runs.shape[1] + 1), runs, label, COLOURS[i % 6])
     ax.set(title=title, xlabel="epoch", ylabel="validation accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -104,7 +105,7 @@ def neuron_bars(gradients: Sequence[Array], *, neurons: int = 6, title: str,
         fig.suptitle(title)
     limit = 1.1 * max(np.abs(g).max() for g in gradients) or 1.0     # all zero: any scale
     for l, (ax, g) in enumerate(zip(axes, gradients), start=1):
-        ax.barh(np.arange(len(g)), g, color=DEPTH_COLOURS[(l - 1) % len(DEPTH_COLOURS)])
+        ax.barh(np.arange(len(g)), g, color=COLOURS[(l - 1) % len(COLOURS)])
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"hidden layer {l}", xlim=(-limit, limit), xlabel=r"$\partial C / \partial b$",
                yticks=np.arange(len(g)), yticklabels=[f"neuron {j + 1}" for j in range(len(g))])
@@ -130,7 +131,7 @@ def speed_curves(speeds: Array, *, title: str, ax: plt.Axes | None = None,
     ax = _check_axes(ax, "ax") if ax is not None else plt.subplots(figsize=(7, 4))[1]
     epochs = np.arange(len(speeds))
     for l in range(speeds.shape[1]):
-        colour = DEPTH_COLOURS[l % 6]
+        colour = COLOURS[l % 6]
         ax.plot(epochs, speeds[:, l], color=colour, label=f"hidden layer {l + 1}")
         if band is not None:
             ax.fill_between(epochs, band[0][:, l], band[1][:, l], color=colour, alpha=0.2, linewidth=0)

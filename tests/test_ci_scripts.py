@@ -109,3 +109,16 @@ def test_the_key_changes_with_the_spec_and_the_week():
     assert a == venvs.key(sys.executable, ["numpy"], weekly=False)
     assert a != venvs.key(sys.executable, ["numpy==1.26"], weekly=False)
     assert a != venvs.key(sys.executable, ["numpy"], weekly=True)
+
+
+def test_make_help_lists_every_target():
+    import re
+    import shutil
+    import subprocess
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (root / "Makefile").read_text(), flags=re.M)) - {"help"}
+    shown = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True, check=True).stdout
+    missing = sorted(t for t in targets if not re.search(rf"make {re.escape(t)}\b", shown))
+    assert not missing, f"make help does not list: {missing}"

@@ -11,6 +11,8 @@ Used by every chapter (numpy only):
 - ``nblib.metrics``      learning speed per layer (chapter 1) and other measurements
 - ``nblib.plots``        figures and tables drawn from that plain data; ``glue`` for the prose
 - ``nblib.checks``       the argument checks every module shares
+- ``nblib.progress``     the one progress bar (off when NBLIB_PROGRESS=0)
+- ``nblib.stats``        means over seeds that skip what did not finish, geometric means, Spearman
 - ``nblib.chain``        gradients as products of per-layer factors (chapter 2)
 - ``nblib.degeneracy``   singular-value measures of degeneracy (chapter 3)
 - ``nblib.interactive``  slider figures: live widgets in Jupyter, pre-rendered in the HTML book

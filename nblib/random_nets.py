@@ -44,9 +44,7 @@ def _derivative(nonlinearity: str, z: Tensor) -> Tensor:
 
 
 def _check_nonlinearity(nonlinearity: str) -> str:
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
-    return nonlinearity
+    return checks.choice(nonlinearity, "nonlinearity", sorted(NONLINEARITIES))
 
 
 def random_weights(runs: int, depth: int, width: int, *, init: str = "gaussian", scale: float = 1.0,
@@ -84,8 +82,7 @@ def representations(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh",
     is None, "batch", "layer" or "divisive"."""
     weights = check_weights(weights)
     _check_nonlinearity(nonlinearity)
-    if normalise not in NORMALISATIONS:
-        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    normalise = checks.choice(normalise, "normalise", NORMALISATIONS)
     runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
     if biases is not None and (not isinstance(biases, torch.Tensor) or tuple(biases.shape) != (runs, depth, n)):
         raise ValueError(f"biases must be a tensor of shape ({runs}, {depth}, {n}), got "

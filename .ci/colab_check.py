@@ -32,7 +32,8 @@ The exit status is 1 when a notebook failed, or when a checked cell prints somet
 what is committed; a checked cell that differs only in full-precision glued values is reported but
 does not fail the check (tests/nbval_sanitize_portable.cfg says why).
 
-usage: python3 .ci/colab_check.py [--python PY] [--torch SPEC] [--no-cuda-torch] [--reanalyse | --against DIR] [NOTEBOOK ...]
+usage: python3 .ci/colab_check.py [--python PY] [--torch SPEC] [--no-cuda-torch]
+                                  [--reanalyse | --against DIR] [NOTEBOOK ...]
 """
 
 from __future__ import annotations
@@ -301,7 +302,8 @@ def student_verdicts(result: dict, nb) -> None:
     result["student_verdicts"] = verdicts
     if not verdicts or any(v != "not yet" for v in verdicts):
         result["status"] = "FAILED"
-        result["failure"] = (result.get("failure") or "") + f"\nthe student edition's checkers said {verdicts}, not 'not yet' everywhere"
+        result["failure"] = ((result.get("failure") or "")
+                             + f"\nthe student edition's checkers said {verdicts}, not 'not yet' everywhere")
 
 
 def analyse(result: dict, committed, nb) -> None:
@@ -434,7 +436,8 @@ def run(args: argparse.Namespace) -> int:
     if args.reanalyse or args.against:
         results, wall, note = reanalyse(args.against.resolve() if args.against else None)
         if args.against:
-            note = (note or args.torch_note) + f"\n\nCompared with the notebooks in {args.against}, not the committed ones."
+            note = ((note or args.torch_note)
+                    + f"\n\nCompared with the notebooks in {args.against}, not the committed ones.")
         return finish(results, wall, note or args.torch_note, write=not args.against)
     notebooks = [Path(n).resolve() for n in args.notebooks] or (
         sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "_build" / "student").glob("*.ipynb")))

@@ -155,7 +155,8 @@ def main() -> int:
         lines.append(f"| {r['entry']} | {r['python']} | {r['result']} | {r['seconds']:.0f} s | {r['versions']} |")
     for r in rows:
         if r.get("notes") or r["skipped"]:
-            lines += ["", f"{r['entry']}:"] + [f"- {n}" for n in r.get("notes", [])] + [f"- skipped {s}" for s in r["skipped"]]
+            lines += (["", f"{r['entry']}:"] + [f"- {n}" for n in r.get("notes", [])]
+                      + [f"- skipped {s}" for s in r["skipped"]])
     lines += ["", f"{len(rows)} entries in {wall:.0f} s, {jobs} at a time."]
     text = "\n".join(lines)
     OUT.mkdir(parents=True, exist_ok=True)

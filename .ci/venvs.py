@@ -43,7 +43,8 @@ def home() -> Path:
 
 def interpreter(python: str) -> tuple[str, str]:
     """(full path, "X.Y.Z") of ``python``."""
-    out = subprocess.run([python, "-c", "import sys, platform; print(sys.executable); print(platform.python_version())"],
+    out = subprocess.run([python, "-c",
+                          "import sys, platform; print(sys.executable); print(platform.python_version())"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0], out[1]
 
@@ -176,7 +177,8 @@ def main() -> None:
     argv = sys.argv[1:]
     ours, pip_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     usage="venvs.py PYTHON NAME [--weekly] [--torch SPEC] [--cuda-torch] -- PIP-ARGS...")
+                                     usage="venvs.py PYTHON NAME [--weekly] [--torch SPEC] [--cuda-torch] "
+                                           "-- PIP-ARGS...")
     parser.add_argument("python")
     parser.add_argument("name")
     parser.add_argument("--weekly", action="store_true", help="remake the environment every ISO week")

@@ -37,7 +37,8 @@ def execute(path: Path, timeout: int = 1200) -> float:
     """Seconds to execute ``path`` top to bottom in a fresh kernel started in the notebook's own
     folder, as the book's build does. The executed copy stays in memory: the file is not changed."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     return time.perf_counter() - start

@@ -71,7 +71,8 @@ def table_seconds(mnist: data.MNIST) -> tuple[float, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs timed for epoch_s (after one warm-up)")
-    parser.add_argument("--reference-examples", type=int, default=5000, help="examples the per-example loop is timed on")
+    parser.add_argument("--reference-examples", type=int, default=5000,
+                        help="examples the per-example loop is timed on")
     parser.add_argument("--no-table", action="store_true", help="skip the depth experiment (table_s=nan)")
     args = parser.parse_args()
 
@@ -79,7 +80,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}")
     times = nblib_epoch_seconds(mnist, args.epochs)
     epoch_s = statistics.median(times)
-    print(f"nblib epoch of {DEEP}, mini-batch 10: " + ", ".join(f"{t:.3f}" for t in times) + f" s (median {epoch_s:.3f})")
+    print(f"nblib epoch of {DEEP}, mini-batch 10: " + ", ".join(f"{t:.3f}" for t in times)
+          + f" s (median {epoch_s:.3f})")
     reference_s = reference_epoch_seconds(mnist, args.reference_examples)
     print(f"per-example loop: {reference_s:.2f} s per epoch (timed on {args.reference_examples} examples)")
     table_s = float("nan")

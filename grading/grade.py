@@ -329,7 +329,8 @@ def read_report(report: Path) -> dict[str, dict[int, CellOutcome]]:
             outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(True, seconds=seconds)
             continue
         text = ANSI.sub("", (failure.get("message") or "") + "\n" + (failure.text or ""))
-        outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(False, _kind(text), _message(text), seconds)
+        outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(False, _kind(text), _message(text),
+                                                                             seconds)
     return outcomes
 
 
@@ -373,7 +374,8 @@ def results(item: Graded, outcomes: dict[int, CellOutcome]) -> list[tuple[str, s
         if reasons:
             rows.append((label, "tampered", "; ".join(reasons)))
             continue
-        mine = {k: c for k, c in enumerate(code) if cells.exercise(c) == number and cells.role(c) in ("answer", "check")}
+        mine = {k: c for k, c in enumerate(code)
+                if cells.exercise(c) == number and cells.role(c) in ("answer", "check")}
         seen = {k: outcomes.get(k) for k in mine}
         failures = {k: o for k, o in seen.items() if o is not None and not o.passed}
         check = next((k for k, c in mine.items() if cells.role(c) == "check"), None)
@@ -443,10 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", type=Path, help="a folder of submitted notebooks (*.ipynb)")
     parser.add_argument("--student", type=Path, default=DEFAULT_STUDENT,
-                        help=f"the student edition (default {DEFAULT_STUDENT.relative_to(ROOT)}; `make student` writes it)")
+                        help=f"the student edition (default {DEFAULT_STUDENT.relative_to(ROOT)}; "
+                             f"`make student` writes it)")
     parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help=f"seconds per cell (default {CELL_TIMEOUT})")
     parser.add_argument("--workers", type=int, default=None, help="notebooks graded at once (default: one per core)")
-    parser.add_argument("--seed", type=int, default=None, help="the seed of the checkers' fresh inputs (default: drawn)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the seed of the checkers' fresh inputs (default: drawn)")
     args = parser.parse_args(argv)
     try:
         rows, facts = grade(args.submissions, args.student, timeout=args.timeout, workers=args.workers, seed=args.seed)

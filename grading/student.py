@@ -41,7 +41,8 @@ class StudentEdition(Preprocessor):
         for index, cell in enumerate(nb.cells):
             role = cells.role(cell)
             if role in ("reference", "solution") or cells.REMOVED_TAGS & set(cell.metadata.get("tags", [])):
-                raise ValueError(f"{self.notebook}: cell {index} ({role}) would leak a solution into the student edition")
+                raise ValueError(f"{self.notebook}: cell {index} ({role}) would leak a solution into the "
+                                 "student edition")
             if role == "answer" and "..." not in cells.source(cell):
                 raise ValueError(f"{self.notebook}: answer cell {index} is not a stub (it has no ...): "
                                  "the book's answer cells must be stubs, with the answer in a reference cell")
@@ -98,7 +99,8 @@ def write_editions(notebooks: list[Path], out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.student", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="exercise notebooks (default: all of the book's)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write them (default {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"where to write them (default {DEFAULT_OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or cells.exercise_notebooks(ROOT)
     if not notebooks:

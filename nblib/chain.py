@@ -193,7 +193,8 @@ def layer_jacobians(weights: list[Array], biases: list[Array], x: Array, *,
     for l, (w, b) in enumerate(zip(weights, biases)):
         if w.ndim != 2 or b.shape != (w.shape[0],) or (l and w.shape[1] != weights[l - 1].shape[0]):
             raise ValueError(f"layer {l}: weights of shape {w.shape} and biases of shape {b.shape} do not make a "
-                             f"network (weights[l] is (n_out, n_in), n_in the previous layer's n_out; biases[l] is (n_out,))")
+                             f"network (weights[l] is (n_out, n_in), n_in the previous layer's n_out; "
+                             f"biases[l] is (n_out,))")
     h = _finite_array(x, "x")
     if h.ndim != 2 or h.shape[1] != weights[0].shape[1] or len(h) == 0:
         raise ValueError(f"x must be a batch of shape (m, {weights[0].shape[1]}), got shape {h.shape}")
@@ -260,7 +261,8 @@ def _input(x: float | Array, shape: tuple[int, ...], name: str = "x") -> Array:
     try:
         return np.broadcast_to(arr, shape).astype(np.float64)
     except ValueError:
-        raise ValueError(f"{name} must be a number or broadcast to the chains' shape {shape}, got shape {arr.shape}") from None
+        raise ValueError(f"{name} must be a number or broadcast to the chains' shape {shape}, "
+                         f"got shape {arr.shape}") from None
 
 
 def _check_network(net: Network) -> None:
@@ -274,7 +276,8 @@ def _one_example(net: Network, x: Array) -> Array:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] != 1:
-        raise ValueError(f"x must be one example, of shape ({net.sizes[0]},) or (1, {net.sizes[0]}), got shape {arr.shape}")
+        raise ValueError(f"x must be one example, of shape ({net.sizes[0]},) or (1, {net.sizes[0]}), "
+                         f"got shape {arr.shape}")
     return check_inputs(arr, net.sizes[0], np.dtype(np.float64))
 
 

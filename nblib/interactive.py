@@ -326,9 +326,11 @@ def _player(frames: list[tuple[bytes, str]], sliders: list[Slider], title: str) 
     payload = json.dumps(data).replace("</", "<\\/")
     return (f'<div class="nblib-player" id="{uid}">{heading}'
             f'<div style="margin:0.3em 0">{inputs}</div>'
-            f'<img src="data:image/png;base64,{images[start]}" data-frame="{start}" alt="{html.escape(title or "figure")}" '
+            f'<img src="data:image/png;base64,{images[start]}" data-frame="{start}" '
+            f'alt="{html.escape(title or "figure")}" '
             f'style="max-width:100%;height:auto">'
-            f'<div class="nblib-player-readout" style="font-family:monospace;font-size:0.85em">{html.escape(frames[start][1])}</div>'
+            f'<div class="nblib-player-readout" style="font-family:monospace;font-size:0.85em">'
+            f'{html.escape(frames[start][1])}</div>'
             f'<div style="font-size:0.85em;opacity:0.75">{html.escape(note)}</div>'
             f'<script type="application/json" class="nblib-player-data">{payload}</script>'
             f'<script>{script}</script></div>')

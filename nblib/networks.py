@@ -176,7 +176,8 @@ class Network:
         eta, decay, frozen = self.check_step(eta, lmbda, n, frozen)
         self._step(self.check_gradients(grads), eta, decay, frozen)
 
-    def check_step(self, eta: float, lmbda: float, n: int, frozen: Sequence[int] = ()) -> tuple[float, float, tuple[int, ...]]:
+    def check_step(self, eta: float, lmbda: float, n: int,
+                   frozen: Sequence[int] = ()) -> tuple[float, float, tuple[int, ...]]:
         """The checked learning rate, the weight decay factor 1 - eta*lmbda/n (which must stay
         positive) and the frozen layers as sorted non-negative indices."""
         eta, lmbda = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True)
@@ -194,7 +195,8 @@ class Network:
             for l, (g, p) in enumerate(zip(given, own)):
                 g = checks.array(g, f"grads.{kind}[{l}]", finite=False)
                 if g.shape != p.shape:
-                    raise ValueError(f"grads.{kind}[{l}] has shape {g.shape}, but layer {l}'s {kind} have shape {p.shape}")
+                    raise ValueError(f"grads.{kind}[{l}] has shape {g.shape}, but layer {l}'s {kind} "
+                                     f"have shape {p.shape}")
                 if not np.all(np.isfinite(g)):
                     raise ValueError(f"grads.{kind}[{l}] contains NaN or infinity: the network has diverged "
                                      f"(try a smaller eta)")

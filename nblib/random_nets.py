@@ -227,7 +227,8 @@ def deep_gp_jacobians(runs: int, depth: int, dim: int, *, input_connected: bool 
     eye = torch.eye(dim, dtype=torch.float64).expand(runs, dim, dim)
     jac, out = eye, {}
     for l in range(1, depth + 1):
-        step = torch.randn(runs, dim, 2 * dim if input_connected else dim, generator=g, dtype=torch.float64) * variance ** 0.5
+        step = torch.randn(runs, dim, 2 * dim if input_connected else dim, generator=g,
+                           dtype=torch.float64) * variance ** 0.5
         jac = step @ (torch.cat([jac, eye], dim=1) if input_connected else jac)
         if l in at:
             out[l] = jac
@@ -286,7 +287,8 @@ def rectifier_gradients(x: np.ndarray, first: Tensor, weights: Tensor, readouts:
             raise TypeError(f"{name} must be a floating-point torch tensor with {dims} axes")
     runs, n = first.shape[0], first.shape[2]
     depth = readouts.shape[1]
-    if first.shape[1] != 2 or tuple(weights.shape) != (runs, depth - 1, n, n) or tuple(readouts.shape) != (runs, depth, n):
+    if (first.shape[1] != 2 or tuple(weights.shape) != (runs, depth - 1, n, n)
+            or tuple(readouts.shape) != (runs, depth, n)):
         raise ValueError(f"first must be (runs, 2, n), weights (runs, L - 1, n, n) and readouts (runs, L, n); got "
                          f"{tuple(first.shape)}, {tuple(weights.shape)} and {tuple(readouts.shape)}")
     if residual_scale is not None:
@@ -318,7 +320,8 @@ def gradient_correlation(gradients: np.ndarray, lag: int = 1) -> np.ndarray:
     gradient is constant (no correlation to speak of)."""
     g = np.asarray(gradients, dtype=np.float64)
     if g.ndim == 0 or g.shape[-1] < 2 or not np.all(np.isfinite(g)):
-        raise ValueError(f"gradients must be a finite array with at least 2 points on its last axis, got shape {g.shape}")
+        raise ValueError(f"gradients must be a finite array with at least 2 points on its last axis, "
+                         f"got shape {g.shape}")
     lag = integer(lag, "lag", at_most=g.shape[-1] - 1)
     a, b = g[..., :-lag], g[..., lag:]
     a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)

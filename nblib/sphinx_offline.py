@@ -86,7 +86,8 @@ def use_local_mathjax(app: Sphinx, config: Any) -> None:
 
 
 def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
-    if exception is not None or app.builder.format != "html" or app.config.mathjax_path != f"{SERVED_AT}/{MATHJAX_ENTRY}":
+    if (exception is not None or app.builder.format != "html"
+            or app.config.mathjax_path != f"{SERVED_AT}/{MATHJAX_ENTRY}"):
         return
     source = Path(app.srcdir, app.config.offline_vendor_dir, "mathjax", "es5")
     target = Path(app.outdir, "_static", SERVED_AT)

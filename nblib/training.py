@@ -78,11 +78,11 @@ def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int
     After each epoch the accuracy on ``evaluation`` is recorded; the learning speeds of the hidden
     layers on ``probe`` are recorded before training and after each epoch. ``seed`` fixes the
     order of the examples. ``frozen`` lists layers left untrained (0 = the weights and biases
-    into the first hidden layer; -1 = those into the output layer). ``engine`` is "numba" (the compiled loop of ``nblib.kernels``),
-    "numpy" (``Network.update_mini_batch``), or "auto" (numba when it is installed). A
-    ``mini_batch_size`` above n trains on all n examples at once. If the weights stop being
-    finite, training stops after that epoch with a warning and ``History.diverged`` set.
-    While it runs, numpy's BLAS is held to one thread (see ``blas_threads``).
+    into the first hidden layer; -1 = those into the output layer). ``engine`` is "numba" (the
+    compiled loop of ``nblib.kernels``), "numpy" (``Network.update_mini_batch``), or "auto" (numba
+    when it is installed). A ``mini_batch_size`` above n trains on all n examples at once. If the
+    weights stop being finite, training stops after that epoch with a warning and
+    ``History.diverged`` set. While it runs, numpy's BLAS is held to one thread (see ``blas_threads``).
     """
     _check_network(net)
     x, labels = _pair(training, "training", net)

@@ -108,7 +108,8 @@ def test_importing_nblib_does_not_import_torch():
 def test_every_captioned_figure_cell_has_an_image(nb):
     cells = json.loads(nb.read_text())["cells"]
     figures = [c for c in cells if c["cell_type"] == "code" and "figure" in c["metadata"].get("mystnb", {})]
-    assert figures or nb.stem.endswith("_exercises"), f"{nb.name}: no figure cells with a caption (metadata mystnb.figure)"
+    assert figures or nb.stem.endswith("_exercises"), (f"{nb.name}: no figure cells with a caption "
+                                                       "(metadata mystnb.figure)")
     for c in figures:
         images = [o for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
         assert images, f"{nb.name}: figure cell without an image: {''.join(c['source'])[:80]!r}"
@@ -122,7 +123,8 @@ def sanitisers(name: str) -> list[tuple[str, str]]:
 
 def test_the_portable_sanitisers_are_the_pinned_ones_plus_full_precision_numbers():
     pinned, portable = sanitisers("nbval_sanitize.cfg"), sanitisers("nbval_sanitize_portable.cfg")
-    assert pinned and portable[:len(pinned)] == pinned, "nbval_sanitize_portable.cfg must begin with every pinned sanitiser"
+    assert pinned and portable[:len(pinned)] == pinned, ("nbval_sanitize_portable.cfg must begin with every "
+                                                         "pinned sanitiser")
     extra = portable[len(pinned):]
     assert len(extra) == 1
     full_precision = re.compile(extra[0][0])

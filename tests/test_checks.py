@@ -151,5 +151,6 @@ def test_labels_without_a_class_count_still_refuse_negative_and_wrapping_values(
 
 def test_size_bounds_what_is_built_at_once():
     assert checks.size(10, "the grid", limit=10) == 10
-    with pytest.raises(ValueError, match=r"^the grid, n x n would be 121 numbers, more than the 100 nblib computes at once: ask for fewer$"):
+    with pytest.raises(ValueError, match=r"^the grid, n x n would be 121 numbers, "
+                                         r"more than the 100 nblib computes at once: ask for fewer$"):
         checks.size(121, "the grid, n x n", limit=100)

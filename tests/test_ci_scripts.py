@@ -79,7 +79,8 @@ def test_timings_in_a_checked_cell_are_sanitised_as_in_make_nbval():
 
 def test_the_install_cell_output_is_kept_apart_without_this_machines_pip_noise():
     cell = code('import sys\nif "google.colab" in sys.modules:\n    %pip install --quiet "nblib @ git+https://x/y"', [
-        stdout("\x1b[33mWARNING: Location 'file:///opt/x/simple/numba/' is ignored: it is neither a file nor a directory.\x1b[0m\n"),
+        stdout("\x1b[33mWARNING: Location 'file:///opt/x/simple/numba/' is ignored: "
+               "it is neither a file nor a directory.\x1b[0m\n"),
         stdout("ERROR: pip's dependency resolver does not currently take into account ...\n")])
     result = {}
     colab_check.analyse(result, notebook(cell), notebook(cell))

@@ -407,7 +407,8 @@ def test_as_pair_accepts_a_split_or_a_pair_and_names_the_argument_otherwise():
     assert data.as_pair(data.Split(x, y))[1] is y
     assert data.as_pair((x, y))[0] is x
     assert data.as_pair([x, y])[1] is y
-    with pytest.raises(TypeError, match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, got int"):
+    with pytest.raises(TypeError,
+                       match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, got int"):
         data.as_pair(3, "evaluation")
 
 

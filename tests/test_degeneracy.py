@@ -118,7 +118,8 @@ def test_the_measures_do_not_depend_on_the_scale_even_near_the_ends_of_float64(s
 
 def test_spectra_near_the_largest_float_keep_their_effective_rank():
     assert degeneracy.spectrum_effective_rank(np.array([1e308, 1e308])) == pytest.approx(2.0)
-    assert degeneracy.spectrum_effective_rank(np.array([[1e308, 1e308, 1e308], [1, 0, 0]])).tolist() == pytest.approx([3.0, 1.0])
+    assert (degeneracy.spectrum_effective_rank(np.array([[1e308, 1e308, 1e308], [1, 0, 0]])).tolist()
+            == pytest.approx([3.0, 1.0]))
 
 
 def test_rescaling_leaves_ordinary_spectra_unchanged_to_the_bit():

@@ -185,7 +185,8 @@ def test_dying_story_reads_the_records():
 
 
 def test_residual_growth_and_its_checker(monkeypatch):
-    monkeypatch.setattr(remedies, "residual_growth", lambda alpha, seeds=5: (1 + 2 * alpha / math.pi + alpha ** 2) ** 15)
+    monkeypatch.setattr(remedies, "residual_growth",
+                        lambda alpha, seeds=5: (1 + 2 * alpha / math.pi + alpha ** 2) ** 15)
     remedies._largest_alpha.cache_clear()
     try:
         best = remedies._largest_alpha()
@@ -219,7 +220,8 @@ def test_check_bound(monkeypatch):
     monkeypatch.setattr(rec_ex, "_bound_numbers", lambda: (1.09, 0.64))
     assert rec_ex.check_bound(1.09, np.float32(0.64), "b, a").passed is True
     fb = rec_ex.check_bound(0.64, 1.09, "C")
-    assert fb.passed is False and "largest singular value is not 0.64" in str(fb) and "C: this one is not true" in str(fb)
+    assert (fb.passed is False and "largest singular value is not 0.64" in str(fb)
+            and "C: this one is not true" in str(fb))
 
 
 def test_decay_per_step():

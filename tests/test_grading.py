@@ -165,7 +165,8 @@ def width(w):
 PREPARED = {
     "other_forms": {          # right, written differently: numpy scalars, Nielsen's closed form, other (w, b, v)
         1: "best_scale = np.float64(3.5)\ncan_balance = np.bool_(False)",
-        2: ("def width(w):\n    w = abs(w)\n    return 0.0 if w <= 4 else 2 / w * np.log(w * (1 + np.sqrt(1 - 4 / w)) / 2 - 1)"
+        2: ("def width(w):\n    w = abs(w)\n"
+            "    return 0.0 if w <= 4 else 2 / w * np.log(w * (1 + np.sqrt(1 - 4 / w)) / 2 - 1)"
             "\nwidest_w = np.float32(-6.9)\nwidest_width = np.float64(0.4477)"),
         3: "w, b, v = 0.2, -0.1, 20.0",
     },

@@ -209,7 +209,8 @@ def test_sgd_epoch_refuses_mixed_precision_and_layers_that_do_not_chain(data):
     arguments = epoch_arguments(data)
     with pytest.raises(TypeError, match=r"weights and biases must all be float32 or all float64"):
         kernels.sgd_epoch(**arguments | dict(biases=[b.astype(np.float64) for b in arguments["biases"]]))
-    with pytest.raises(ValueError, match=r"layer 1: weights of shape \(3, 5\) and biases of shape \(3,\) do not make a network"):
+    with pytest.raises(ValueError,
+                       match=r"layer 1: weights of shape \(3, 5\) and biases of shape \(3,\) do not make a network"):
         kernels.sgd_epoch(**arguments | dict(weights=[arguments["weights"][0], np.zeros((3, 5), np.float32)]))
 
 

@@ -163,7 +163,8 @@ def test_train_is_repeatable_and_networks_do_not_interact():
 
 def test_a_diverging_network_is_recorded_without_stopping_the_others():
     a = linear.target_map(8, seed=0, device=CPU)
-    w = torch.cat([linear.gaussian(1, 10, 8, seed=0, scale=3.0, device=CPU), linear.orthogonal(1, 10, 8, seed=0, device=CPU)])
+    w = torch.cat([linear.gaussian(1, 10, 8, seed=0, scale=3.0, device=CPU),
+                   linear.orthogonal(1, 10, 8, seed=0, device=CPU)])
     h = linear.train(w, a, steps=30, lr=0.05, record_every=10, progress=False)
     assert not np.isfinite(h.loss[0, -1])
     assert np.isfinite(h.loss[1]).all() and h.loss[1, -1] < h.loss[1, 0]
@@ -236,11 +237,13 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.gaussian(1, 2.5, 4, seed=0), TypeError, "depth must be a positive integer"),
     (lambda: linear.gaussian(1, 2, True, seed=0), TypeError, "width must be a positive integer"),
     (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
-    (lambda: linear.gaussian(1, 2, 4, seed=True), TypeError, r"seed must be an integer from 0 to 2\*\*64 - 1, got True"),
+    (lambda: linear.gaussian(1, 2, 4, seed=True), TypeError,
+     r"seed must be an integer from 0 to 2\*\*64 - 1, got True"),
     # issue 11: integer dtypes would hold mostly zeros; stacks too large to hold; bad devices
     (lambda: linear.gaussian(1, 2, 4, seed=0, dtype=torch.int64), TypeError,
      r"dtype must be a floating-point torch dtype such as torch.float32 or torch.float64, got torch.int64"),
-    (lambda: linear.orthogonal(1, 2, 4, seed=0, dtype=torch.int32), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: linear.orthogonal(1, 2, 4, seed=0, dtype=torch.int32), TypeError,
+     r"dtype must be a floating-point torch dtype"),
     (lambda: linear.target_map(4, seed=0, dtype=torch.bool), TypeError, r"dtype must be a floating-point torch dtype"),
     (lambda: linear.gaussian(10 ** 4, 100, 1000, seed=0), ValueError,
      r"the stack, runs x depth x width x width would be 1,000,000,000,000 numbers"),
@@ -268,18 +271,25 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.fold(torch.zeros(1, 1, 4, 4, dtype=torch.int64)), TypeError, "floating-point"),
     (lambda: linear.fold(torch.zeros(1, 1, 6, 6), 2), ValueError, "width divisible by 4, got 6"),
     (lambda: linear.fold(torch.zeros(1, 1, 4, 4), -1), ValueError, "times must be at least 0"),
-    (lambda: linear.initialise("uniform", 1, 1, 4, seed=0), ValueError, "kind must be one of 'gaussian', 'folded', 'orthogonal', got 'uniform'"),
-    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5)), ValueError, "x must have shape \\(batch, 4\\)"),
+    (lambda: linear.initialise("uniform", 1, 1, 4, seed=0), ValueError,
+     "kind must be one of 'gaussian', 'folded', 'orthogonal', got 'uniform'"),
+    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5)), ValueError,
+     "x must have shape \\(batch, 4\\)"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5, 4)), ValueError, "x must have shape"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), np.zeros((3, 4))), TypeError, "x must be a torch tensor"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), [torch.zeros(1, 3, 4)], torch.zeros(3, 4)),
      ValueError, "activations must hold 3 tensors"),
-    (lambda: linear.measure(torch.zeros(1, 2, 4, 4), torch.zeros(3, 3)), ValueError, "target must have shape \\(4, 4\\)"),
+    (lambda: linear.measure(torch.zeros(1, 2, 4, 4), torch.zeros(3, 3)), ValueError,
+     "target must have shape \\(4, 4\\)"),
     (lambda: linear.measure(torch.zeros(1, 2, 4, 4), np.zeros((4, 4))), TypeError, "target must be a torch tensor"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=0, lr=0.1), ValueError, "steps must be at least 1"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0), ValueError, "lr must be a finite positive"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, batch_size=0), ValueError, "batch_size must be at least 1"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5), TypeError, "record_every must be a positive integer"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=0, lr=0.1), ValueError,
+     "steps must be at least 1"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0), ValueError,
+     "lr must be a finite positive"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, batch_size=0), ValueError,
+     "batch_size must be at least 1"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5), TypeError,
+     "record_every must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):

@@ -319,7 +319,8 @@ def test_bad_inputs_are_refused(method, x, error, message):
 
 
 @pytest.mark.parametrize("labels, error, message", [
-    (np.array([0, 1, 3]), ValueError, r"labels must lie in \[0, 2\] for a network with 3 outputs, got values from 0 to 3"),
+    (np.array([0, 1, 3]), ValueError,
+     r"labels must lie in \[0, 2\] for a network with 3 outputs, got values from 0 to 3"),
     (np.array([0, -1, 2]), ValueError, r"labels must lie in \[0, 2\]"),
     (np.array([0.0, 1.0, 2.0]), TypeError, r"labels must be integers \(class indices\), got dtype float64"),
     (np.array([[0], [1], [2]]), ValueError, r"labels must be a 1-D array of class indices, got shape \(3, 1\)"),
@@ -471,7 +472,8 @@ def test_apply_gradients_refuses_gradients_of_another_network(data):
     net, other = float64_net([4, 3, 2]), float64_net([4, 5, 2])
     x, labels = data(3, 4, 2)
     grads = other.backprop(x, labels)
-    with pytest.raises(ValueError, match=r"grads.weights\[0\] has shape \(5, 4\), but layer 0's weights have shape \(3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"grads.weights\[0\] has shape \(5, 4\), but layer 0's weights have shape \(3, 4\)"):
         net.apply_gradients(grads, 0.1, 0.0, 3)
     deeper = float64_net([4, 3, 3, 2]).backprop(x, labels)
     with pytest.raises(ValueError, match=r"grads.weights must hold one array per layer \(2\)"):

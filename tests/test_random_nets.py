@@ -103,26 +103,32 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: rn.random_weights(1, 1, 4, init="uniform", seed=0), ValueError, "init must be one of 'gaussian', 'orthogonal', got 'uniform'"),
+    (lambda: rn.random_weights(1, 1, 4, init="uniform", seed=0), ValueError,
+     "init must be one of 'gaussian', 'orthogonal', got 'uniform'"),
     # issue 11
-    (lambda: rn.random_weights(1, 1, 4, seed=0, dtype=torch.int64), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: rn.random_weights(1, 1, 4, seed=0, dtype=torch.int64), TypeError,
+     r"dtype must be a floating-point torch dtype"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.ones(1, 4), normalise="batch"), ValueError,
      r"batch normalisation needs a batch of at least 2 examples"),
     (lambda: rn.representations(torch.zeros(1, 1, 1, 1), torch.ones(3, 1), normalise="layer"), ValueError,
      r"layer normalisation needs layers of at least 2 units, got width 1"),
-    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=2), TypeError, r"at must be a list of depths such as \(1, 2\), got 2"),
-    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(1.0,)), TypeError, r"every depth in at must be a positive integer"),
+    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=2), TypeError,
+     r"at must be a list of depths such as \(1, 2\), got 2"),
+    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(1.0,)), TypeError,
+     r"every depth in at must be a positive integer"),
     (lambda: rn.warp(np.zeros((3, 2)), 2, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
     (lambda: rn.warp(np.zeros((3, 2)), 2, residual=1), TypeError, r"residual must be True or False"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), nonlinearity="sigmoid"),
      ValueError, "nonlinearity must be one of"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), normalise="group"),
      ValueError, "normalise must be one of"),
-    (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 3)), ValueError, "x must have shape \\(batch, 4\\)"),
+    (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 3)), ValueError,
+     "x must have shape \\(batch, 4\\)"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), np.zeros((2, 4))), TypeError, "x must be a torch tensor"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), biases=torch.zeros(4)),
      ValueError, "biases must be a tensor of shape \\(1, 1, 4\\)"),
-    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(3,)), ValueError, "at must list depths between 1 and 2"),
+    (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(3,)), ValueError,
+     "at must list depths between 1 and 2"),
     (lambda: rn.warp(np.zeros((3, 3)), 2), ValueError, "points must be a finite array of shape \\(N, 2\\)"),
     (lambda: rn.warp(np.zeros((3, 2)), 0), ValueError, "depth must be at least 1"),
     (lambda: rn.warp(np.zeros((3, 2)), 2, weight_scale=-1), ValueError, "weight_scale must be a finite non-negative"),
@@ -180,10 +186,12 @@ def test_input_connected_jacobians_follow_duvenauds_recurrence():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: rn.deep_gp_jacobians(2, 3, 4, at=(4,), seed=0), ValueError, r"every depth in at must be an integer from 1 to 3"),
+    (lambda: rn.deep_gp_jacobians(2, 3, 4, at=(4,), seed=0), ValueError,
+     r"every depth in at must be an integer from 1 to 3"),
     (lambda: rn.deep_gp_jacobians(2, 3, 4, at=4, seed=0), TypeError, r"at must be a list of depths"),
     (lambda: rn.deep_gp_jacobians(2, 3, 4, variance=0.0, seed=0), ValueError, r"variance must be a finite positive"),
-    (lambda: rn.deep_gp_jacobians(2, 3, 4, input_connected=1, seed=0), TypeError, r"input_connected must be True or False"),
+    (lambda: rn.deep_gp_jacobians(2, 3, 4, input_connected=1, seed=0), TypeError,
+     r"input_connected must be True or False"),
 ])
 def test_deep_gp_jacobians_refuse_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
@@ -252,7 +260,8 @@ def test_gradient_correlation_of_noises_with_known_answers():
     (lambda: rn.scalar_input_gradients(np.linspace(0, 1, 5), 1, 2, residual_scale=-1, seed=0), ValueError,
      r"residual_scale must be a finite positive number"),
     (lambda: rn.rectifier_gradients(np.linspace(0, 1, 5), torch.zeros(1, 2, 3, dtype=torch.float64),
-                                    torch.zeros(1, 2, 3, 3, dtype=torch.float64), torch.zeros(1, 2, 3, dtype=torch.float64)),
+                                    torch.zeros(1, 2, 3, 3, dtype=torch.float64),
+                                    torch.zeros(1, 2, 3, dtype=torch.float64)),
      ValueError, r"weights \(runs, L - 1, n, n\)"),
     (lambda: rn.rectifier_gradients(np.linspace(0, 1, 5), np.zeros((1, 1, 3)), torch.zeros(1, 0, 3, 3),
                                     torch.zeros(1, 1, 3)), TypeError, r"first must be a floating-point torch tensor"),

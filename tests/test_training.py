@@ -229,7 +229,8 @@ def test_run_parallel_refuses_bad_arguments(job, workers, error, message):
      r"evaluation: inputs have 8 columns but the first layer has 9 neurons"),
     (dict(evaluation=(np.zeros((4, 9)), np.zeros(3, int))), ValueError, r"evaluation: got 4 inputs but 3 labels"),
     (dict(evaluation=(np.zeros((4, 9)), np.full(4, 3))), ValueError, r"evaluation: labels must lie in \[0, 2\]"),
-    (dict(evaluation=np.zeros((4, 9))), TypeError, r"evaluation must be an nblib.data.Split or an \(images, labels\) pair"),
+    (dict(evaluation=np.zeros((4, 9))), TypeError,
+     r"evaluation must be an nblib.data.Split or an \(images, labels\) pair"),
     (dict(probe=(np.zeros(9), np.zeros(1, int))), ValueError, r"probe: inputs must be a 2-D batch"),
 ])
 def test_sgd_refuses_bad_settings(change, error, message, small):
@@ -240,7 +241,8 @@ def test_sgd_refuses_bad_settings(change, error, message, small):
 
 @pytest.mark.parametrize("training, error, message", [
     (lambda x, y: (x[:, :5], y), ValueError, r"training: inputs have 5 columns but the first layer has 9 neurons"),
-    (lambda x, y: (x[0], y[:1]), ValueError, r"training: inputs must be a 2-D batch of shape \(n, 9\); for one example"),
+    (lambda x, y: (x[0], y[:1]), ValueError,
+     r"training: inputs must be a 2-D batch of shape \(n, 9\); for one example"),
     (lambda x, y: (x[:0], y[:0]), ValueError, r"training: inputs are empty"),
     (lambda x, y: (x.astype(object), y), TypeError, r"training: inputs must be a numeric array, got dtype object"),
     (lambda x, y: (x.astype(str), y), TypeError, r"training: inputs must be a numeric array, got dtype <U"),
@@ -250,8 +252,10 @@ def test_sgd_refuses_bad_settings(change, error, message, small):
     (lambda x, y: (x, y.astype(float)), TypeError, r"training: labels must be integers"),
     (lambda x, y: (x, y[:, None]), ValueError, r"training: labels must be a 1-D array"),
     (lambda x, y: (x, y[:-1]), ValueError, r"training: got 37 inputs but 36 labels"),
-    (lambda x, y: (x, y, y), TypeError, r"training must be an nblib.data.Split or an \(images, labels\) pair, got tuple"),
-    (lambda x, y: {"x": x, "y": y}, TypeError, r"training must be an nblib.data.Split or an \(images, labels\) pair, got dict"),
+    (lambda x, y: (x, y, y), TypeError,
+     r"training must be an nblib.data.Split or an \(images, labels\) pair, got tuple"),
+    (lambda x, y: {"x": x, "y": y}, TypeError,
+     r"training must be an nblib.data.Split or an \(images, labels\) pair, got dict"),
 ])
 @pytest.mark.parametrize("method", ["sgd", "gradient_descent"])
 def test_training_refuses_bad_data(method, training, error, message, small):
@@ -437,7 +441,8 @@ def test_without_numba_training_says_once_what_to_install(monkeypatch, small):
     from nblib import training
     monkeypatch.setattr(kernels, "numba", None)
     monkeypatch.setattr(training, "_told_about_numba", False)
-    with pytest.warns(UserWarning, match=r"numba is not installed, so nblib trains with plain numpy .* pip install numba"):
+    with pytest.warns(UserWarning,
+                      match=r"numba is not installed, so nblib trains with plain numpy .* pip install numba"):
         history = sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, progress=False)
     assert history.settings["engine"] == "numpy"
     import warnings

@@ -269,7 +269,8 @@ def as_number(value: Any, name: str, *, positive: bool = False, integer: bool = 
         raise Problem(f"{name} is NaN (not a number).",
                       "NaN usually comes from 0/0, inf - inf or log of a negative number in the computation.")
     if math.isinf(number):
-        raise Problem(f"{name} is infinite.", "Something overflowed: look for a division by zero or exp of a large number.")
+        raise Problem(f"{name} is infinite.",
+                      "Something overflowed: look for a division by zero or exp of a large number.")
     if positive and number <= 0:
         raise Problem(f"{name} should be positive, but it is {number:g}.")
     if integer:

@@ -97,7 +97,8 @@ def check_ranking(ranking: Any, results: dict[str, Any] | None = None) -> Feedba
 
 
 # --- exercise 2: what folding changes ----------------------------------------------------------------
-FOLD_VECTORS = ((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, -1.0, 0.0), (1.0, 2.0, 3.0, 4.0), (0.5, -1.0, 0.5, -1.0, 2.0, 0.0, 1.0, 3.0))
+FOLD_VECTORS = ((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, -1.0, 0.0), (1.0, 2.0, 3.0, 4.0),
+                (0.5, -1.0, 0.5, -1.0, 2.0, 0.0, 1.0, 3.0))
 
 
 def _draw_vectors(rng: np.random.Generator) -> list[tuple[float, ...]]:
@@ -187,7 +188,8 @@ def check_fold_twice(effective_rank: Any, prediction: Any) -> Feedback:
     losses = _fold_race()
     means = {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.inf for k, v in losses.items()}
     diverged = int((~np.isfinite(losses["Fold 2"])).sum())
-    truth = "faster" if means["Fold 2"] < means["Fold 0"] else "between" if means["Fold 2"] <= means["Fold 1"] else "slower"
+    truth = ("faster" if means["Fold 2"] < means["Fold 0"]
+             else "between" if means["Fold 2"] <= means["Fold 1"] else "slower")
     feedback.table(["network", "loss after 600 steps (mean of the runs that did not diverge)", "diverged"],
                    [[k, f"{means[k]:.3f}", f"{int((~np.isfinite(v)).sum())} of {len(v)}"] for k, v in losses.items()])
     if place == truth:

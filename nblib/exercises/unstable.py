@@ -95,7 +95,8 @@ def check_activation_scale(best: Any, can_balance: Any) -> Feedback:
                        f"{100 * (top_gain / gain - 1):.0f}% better ({top_gain:.3f}).")
         if c > top_c:
             feedback.hint("Try a smaller c. A larger c raises the peak of the derivative, c/4, but the activations "
-                          "now reach up to c, so the next neuron's z = w a + b is larger and falls where sigma' is tiny.")
+                          "now reach up to c, so the next neuron's z = w a + b is larger and falls where sigma' "
+                          "is tiny.")
         else:
             feedback.hint(f"Try a larger c: the derivative c sigma'(z) is at most c/4 = {c / 4:g}.")
     if can_balance:
@@ -212,7 +213,8 @@ def _check_widest(feedback: Feedback, widest_w: Any, widest_width: Any) -> None:
         feedback.correct(f"The set is widest at |w| = {w_star:.3f}; your {w:g} is within 1%.")
     else:
         feedback.wrong(f"The set is widest at a different |w| from {w:g} (your width function, tried on a fine grid "
-                       "of w above 4, finds it).").hint("Evaluate your width(w) for w from 4 to 40 and take the largest.")
+                       "of w above 4, finds it).").hint("Evaluate your width(w) for w from 4 to 40 and take the "
+                                                        "largest.")
     if abs(top - width_star) <= 1e-3 * width_star:
         feedback.correct(f"Its width there is {width_star:.4f}; yours, {top:.4f}, agrees.")
     else:
@@ -350,7 +352,8 @@ def explore_bound() -> Explorer:
                                    animated=True)
         width = measure_bound_width(w, b)
         where = f"centred at a = -b/w = {-b / w + 0.0:.3g}" if w else "w = 0"    # + 0.0: no "-0"
-        return f"w = {w:g}, b = {b:g}: the factor peaks at |w|/4 = {abs(w) / 4:.3g}; width of the set = {width:.3f} ({where})"
+        return (f"w = {w:g}, b = {b:g}: the factor peaks at |w|/4 = {abs(w) / 4:.3g}; "
+                f"width of the set = {width:.3f} ({where})")
 
     return Explorer(fig, update, [Slider("w", [-20, -10, -6, -4.5, 2, 4.5, 6, 8, 10, 20], label="weight w",
                                          start=10, step=0.1),

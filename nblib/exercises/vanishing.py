@@ -61,7 +61,8 @@ def check_sigmoid_slope(slope_from_output: Callable[[Any], Any], largest: Any, w
         if abs(got - want) > 1e-8:
             wrong.append((s, got, want))
     if not wrong:
-        feedback.correct(f"slope_from_output(s) agrees with a finite difference of sigma at all {len(points)} outputs s.")
+        feedback.correct(f"slope_from_output(s) agrees with a finite difference of sigma at all {len(points)} "
+                         "outputs s.")
     else:
         s, got, want = wrong[0]
         feedback.wrong(f"slope_from_output({s:g}) is {got:.6g}, but sigma' is {want:.6g} where sigma(z) = {s:g}.")

@@ -59,7 +59,8 @@ def test_the_page_needs_nothing_from_the_internet(page):
 def test_every_image_loads(page):
     name, loaded = page
     broken = loaded.page.evaluate("() => Array.from(document.images)"
-                                  ".filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src.slice(0, 80))")
+                                  ".filter(img => !(img.complete && img.naturalWidth > 0))"
+                                  ".map(img => img.src.slice(0, 80))")
     assert broken == [], f"{name}: images that did not load: {broken}"
     notebook = source_notebook(name)
     if notebook is not None:
@@ -129,7 +130,8 @@ def test_prerendered_sliders_change_the_picture(page):
     players = loaded.page.locator(".nblib-player")
     for p in range(players.count()):
         player = players.nth(p)
-        player.evaluate("el => { for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) d.open = true; }")
+        player.evaluate("el => { for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) "
+                        "d.open = true; }")
         player.scroll_into_view_if_needed()
         image, readout = player.locator("img"), player.locator(".nblib-player-readout")
         sliders = player.locator('input[type="range"]')

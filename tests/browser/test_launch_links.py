@@ -56,7 +56,8 @@ def tracked_by_git(path: str) -> bool:
 def install_urls(notebook: Path) -> list[str]:
     """The repository URLs the notebook's Colab install cell installs nblib from."""
     cells = json.loads(notebook.read_text())["cells"]
-    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
+    code = "\n".join("".join(c["source"]) for c in cells
+                     if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
     return re.findall(r"git\+(https://github\.com/[^\s\"'@#]+)", code)
 
 

@@ -24,14 +24,6 @@ def make_data(n: int, width: int, classes: int, *, seed: int = 0, zeros: float =
     return x.astype(dtype), rng.integers(0, classes, n)
 
 
-def relative_error(a, b) -> float:
-    """||a - b|| over the larger of ||a|| and ||b|| (0 when both are zero): how far apart two
-    computations of the same array are, whatever its scale. Tests import it from here."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / scale) if scale else 0.0
-
-
 @pytest.fixture
 def data() -> Callable[..., Pair]:
     """The factory ``make_data(n, width, classes, seed=, zeros=, dtype=)``."""

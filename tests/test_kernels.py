@@ -11,7 +11,7 @@ pytest.importorskip("numba")
 from nblib import kernels  # noqa: E402
 from nblib.kernels import SparseRows  # noqa: E402
 from nblib.networks import Network  # noqa: E402
-from conftest import relative_error
+from numeric_helpers import relative_error
 
 # How far the compiled epoch may drift from numpy's: it adds its sums up in another order
 # (and with fastmath), so float64 agrees to rounding and float32 to a few ulps per step.

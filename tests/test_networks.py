@@ -8,7 +8,7 @@ import pytest
 
 import network2_reference as ref
 from nblib.networks import Gradients, Network
-from conftest import relative_error
+from numeric_helpers import relative_error
 
 SHAPES = [[5, 4, 3], [20, 7, 7, 4], [6, 5, 5, 5, 5, 3]]
 

@@ -14,7 +14,7 @@ from nblib import kernels
 from nblib.metrics import learning_speeds
 from nblib.networks import Network
 from nblib.training import History, gradient_descent, run_parallel, sgd
-from conftest import relative_error
+from numeric_helpers import relative_error
 
 ENGINES = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not kernels.available(), reason="no numba"))]
 

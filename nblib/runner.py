@@ -1,0 +1,96 @@
+"""Jobs of training on worker processes, costliest first: chapter 4's testbed and chapter 5's
+recurrent networks both hand their batched jobs to :class:`Workers`.
+
+A job is a list of items (a (config, seed) pair, say) that one call of a module-level function
+trains together and answers with one result per item. On a CPU the jobs go to processes
+started with "spawn", each using one torch thread (for layers this small, faster than one
+process using every core); with one worker, or one job, they run in this process. A seeded job
+gives the same numbers wherever it runs."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Sequence
+
+from . import checks
+from .progress import bar as progress_bar
+
+DEFAULT_MAX_WORKERS = 4
+
+
+def default_workers(on_cpu: bool) -> int:
+    """One per core on a CPU, at most 4 (more only wait on memory); 1 on a GPU."""
+    return min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS) if on_cpu else 1
+
+
+def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    import torch
+    torch.set_num_threads(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class Workers:
+    """``workers`` processes, started when first needed and kept until :meth:`close` (or the end
+    of a ``with`` block), so that data handed to ``initializer`` once is not sent with every job."""
+
+    def __init__(self, workers: int, *, initializer: Callable[..., Any] | None = None,
+                 initargs: Sequence[Any] = ()) -> None:
+        self.workers = checks.integer(workers, "workers", 1, at_most=64)
+        if initializer is not None:
+            checks.function(initializer, "initializer")
+        self._initializer, self._initargs = initializer, tuple(initargs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, train: Callable[[list[Any]], list[Any]], jobs: Sequence[list[Any]], *,
+            cost: Callable[[list[Any]], float] = len, local: Callable[[list[Any]], list[Any]] | None = None,
+            desc: str = "runs", progress: bool | None = None) -> list[list[Any]]:
+        """``[train(job) for job in jobs]``, the costliest jobs started first, with one progress
+        step per item. ``train`` must be a module-level function (it is sent to the workers by
+        name); ``local`` (default ``train``) is what runs in this process when there is no point
+        in workers. Each answer must have one result per item of its job."""
+        checks.function(train, "train")
+        jobs = [list(job) for job in jobs]
+        local = train if local is None else checks.function(local, "local")
+        order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i]))
+        results: list[list[Any] | None] = [None] * len(jobs)
+        with progress_bar(total=sum(map(len, jobs)), desc=desc, progress=progress) as shown:
+            if self.workers == 1 or len(jobs) <= 1:
+                for i in order:
+                    results[i] = _answer(local(jobs[i]), jobs[i])
+                    shown.update(len(jobs[i]))
+            else:
+                pool = self._start()
+                futures = {pool.submit(train, jobs[i]): i for i in order}
+                for f in as_completed(futures):
+                    i = futures[f]
+                    results[i] = _answer(f.result(), jobs[i])
+                    shown.update(len(jobs[i]))
+        return results        # type: ignore[return-value]
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import torch.multiprocessing
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=torch.multiprocessing.get_context("spawn"),
+                                             initializer=_one_thread, initargs=(self._initializer, self._initargs))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _answer(result: Any, job: list[Any]) -> list[Any]:
+    if not isinstance(result, list) or len(result) != len(job):
+        raise RuntimeError(f"a training job of {len(job)} items answered with "
+                           f"{len(result) if isinstance(result, list) else type(result).__name__} results")
+    return result

@@ -1,0 +1,48 @@
+"""nblib.runner: jobs on worker processes, costliest first, answers in the jobs' order."""
+
+import pytest
+
+pytest.importorskip("torch")
+
+from nblib import runner  # noqa: E402
+
+def squares(job: list[int]) -> list[int]:
+    return [x * x for x in job]
+
+
+def test_answers_come_back_in_the_order_of_the_jobs_in_this_process():
+    calls = []
+
+    def local(job):
+        calls.append(job)
+        return squares(job)
+
+    with runner.Workers(1) as workers:
+        out = workers.run(squares, [[1], [2, 3, 4], [5, 6]], local=local, progress=False)
+    assert out == [[1], [4, 9, 16], [25, 36]]
+    assert calls == [[2, 3, 4], [5, 6], [1]]            # costliest (longest) first
+
+
+def test_worker_processes_give_the_same_answers():
+    with runner.Workers(2) as workers:
+        assert workers.run(squares, [[1, 2], [3], [4, 5, 6]], progress=False) == [[1, 4], [9], [16, 25, 36]]
+        assert workers.run(squares, [[7], [8]], progress=False) == [[49], [64]]   # the pool is kept
+
+
+def test_a_job_that_answers_the_wrong_number_of_results_is_refused():
+    with pytest.raises(RuntimeError, match="a training job of 2 items answered with 1 results"):
+        runner.Workers(1).run(lambda job: [0], [[1, 2]], progress=False)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: runner.Workers(0), ValueError, "workers must be"),
+    (lambda: runner.Workers(2, initializer=3), TypeError, "initializer must be"),
+    (lambda: runner.Workers(1).run("f", [[1]]), TypeError, "train must be")])
+def test_bad_arguments_are_named(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_default_workers():
+    assert runner.default_workers(False) == 1
+    assert 1 <= runner.default_workers(True) <= runner.DEFAULT_MAX_WORKERS

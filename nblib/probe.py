@@ -401,8 +401,8 @@ def plot_history(history: ProbeHistory, metrics: Sequence[str] = ("grad_norm", "
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
         axes = axes[0]
         fig.suptitle(title)
-    elif isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or len(axes) != len(metrics) \
-            or not all(isinstance(ax, plt.Axes) for ax in axes):
+    elif isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)) \
+            or len(axes) != len(metrics) or not all(isinstance(ax, plt.Axes) for ax in np.ravel(axes)):
         raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
     n = len(history.layers)
     colours = plt.cm.viridis(np.linspace(0, 0.9, n))

@@ -400,3 +400,14 @@ def test_saturation_may_be_a_numpy_number():
     assert Probe(known_relu_model(), saturation=np.float32(0.1)).saturation == pytest.approx(0.1)
     with pytest.raises(TypeError, match=r"saturation must be a number between 0 and 1, got '0.1'"):
         Probe(known_relu_model(), saturation="0.1")
+
+
+def test_plot_history_accepts_the_array_of_axes_that_plt_subplots_returns():
+    import matplotlib.pyplot as plt
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    probe = Probe(model)
+    with probe.step():
+        model(torch.randn(5, 3)).sum().backward()
+    fig, axes = plt.subplots(1, 2)
+    assert len(plot_history(probe.history(), ("grad_norm", "dead"), title="t", axes=axes)) == 2
+    plt.close(fig)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from . import checks
 from .degeneracy import spectrum_effective_rank
 from .probe import METRICS, ProbeHistory
-from .testbed import LEAKY_SLOPE, N_CLASSES, Config, Data, DeepMLP, Run
+from .testbed import LEAKY_SLOPE, N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
 from .torchutil import seed_all
 
 Array = np.ndarray
@@ -100,6 +100,8 @@ class _Stack:
         self.scale = torch.tensor([[c.residual_scale] * self.depth for c in configs],
                                   device=on).view(self.M, self.depth, 1, 1)
         self.learn_scale = torch.tensor([c.residual and c.learn_scale for c in configs], device=on)
+        self.noise = [c.bn_noise for c in configs]
+        self.noise_generators = [noise_generator(s) if c.bn_noise > 0 else None for c, s in zip(configs, seeds)]
         # auxiliary classifiers: heads at the union of every model's positions, weighted 0 where a model has none
         self.aux_at = sorted({l for m in models for l in m.aux_at})
         self.aux_W, self.aux_b, weights, members = [], [], [], []
@@ -119,6 +121,7 @@ class _Stack:
         models that share an activation function, the bias mask."""
         self.M = len(self.configs)
         self.any_bn, self.any_res = bool(self.bn.any()), bool(self.res.any())
+        self.any_noise = any(a > 0 for a in self.noise)
         self.learning_scales = bool(self.learn_scale.any())
         self.bias_mask = (~self.bn).float()
         self.runs: list[tuple[str, int, int]] = []        # (activation, first model, last model + 1)
@@ -141,6 +144,8 @@ class _Stack:
             setattr(new, name, pick(getattr(self, name)))
         new.configs = [self.configs[i] for i in rows]
         new.orders = [self.orders[i] for i in rows]
+        new.noise = [self.noise[i] for i in rows]
+        new.noise_generators = [self.noise_generators[i] for i in rows]
         new._settle()
         return new
 
@@ -173,6 +178,8 @@ class _Stack:
             z = torch.baddbmm(bias, h, self.W[l]) if h.dim() == 3 else torch.matmul(h, self.W[l]) + bias
             if self.any_bn:
                 z = torch.where(self.bn, self.batch_norm(z, l, training), z)
+                if training and self.any_noise:
+                    z = self.add_noise(z)
             if inputs_of_last and l == self.depth - 1:
                 z_last = z.detach()
             a = self.activate(z)
@@ -189,6 +196,13 @@ class _Stack:
                 aux.append(torch.baddbmm(self.aux_b[k], h, self.aux_W[k]))
         logits = torch.baddbmm(self.head_b, h, self.head_W)
         return logits, aux, acts, z_last
+
+    def add_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """``Config.bn_noise``: each noisy model's own draw for this layer and step."""
+        draws = [noise_draw(g, a, z.shape[-1]) if a > 0 else torch.tensor([[0.0], [0.0]]).expand(2, z.shape[-1])
+                 for g, a in zip(self.noise_generators, self.noise)]
+        u, v = torch.stack(draws).to(z.device).unsqueeze(2).unbind(1)        # (M, 1, units) each
+        return z * (1 + u) + v
 
     def batch_norm(self, z: torch.Tensor, l: int, training: bool) -> torch.Tensor:
         """nn.BatchNorm1d of layer l for every model at once: each (model, unit) is one channel of
@@ -319,6 +333,22 @@ def train_many(configs: Sequence[Config], data: Data, seeds: Sequence[int], *, p
         runs[k].seconds = seconds
         result[i] = runs[k]
     return result
+
+
+def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
+    """``testbed.moments_at_init`` for every seed at once: E[a_l^2] and E[g_l^2] of freshly
+    initialised ``DeepMLP(config)`` networks on one batch (x, y), arrays (seeds, depth)."""
+    seeds = checks.seeds(seeds)
+    stack = _Stack([config] * len(seeds), seeds, x.shape[1], x.device)
+    for _, p in stack.parameters():
+        p.requires_grad_(True)
+    logits, _, acts, _ = stack.forward(x, training=True, keep=True)
+    main, _ = stack.loss(logits, [], y.expand(len(seeds), -1))
+    main.sum().backward()
+    stats = activation_stats(stack, [a.detach() for a in acts])
+    forward = stats["act_std"] ** 2 + stats["act_mean"] ** 2
+    backward = np.stack([a.grad.double().pow(2).flatten(1).mean(1).cpu().numpy() for a in acts], axis=1)
+    return forward, backward
 
 
 class _Training:

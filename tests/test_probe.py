@@ -411,3 +411,16 @@ def test_plot_history_accepts_the_array_of_axes_that_plt_subplots_returns():
     fig, axes = plt.subplots(1, 2)
     assert len(plot_history(probe.history(), ("grad_norm", "dead"), title="t", axes=axes)) == 2
     plt.close(fig)
+
+
+def test_plot_history_draws_the_chosen_layers_with_a_colour_bar_for_many_layers():
+    import matplotlib.pyplot as plt
+    history = ProbeHistory([f"hidden {l}" for l in range(1, 11)], np.array([0, 5]),
+                           {m: np.ones((2, 10)) for m in METRICS})
+    axes = plot_history(history, ("grad_norm", "dead", "eff_rank"), title="t", layers=[1, 5, 10], ncols=3)
+    assert [len(ax.lines) for ax in axes] == [3, 3, 3]
+    assert len(axes[0].figure.axes) == 4                 # three panels and the colour bar
+    assert axes[0].figure.get_size_inches()[0] == 8
+    plt.close("all")
+    with pytest.raises(ValueError, match="every entry of layers must be an integer from 1 to 10"):
+        plot_history(history, ("grad_norm",), title="t", layers=[0])

@@ -24,7 +24,8 @@ VARIANTS = [S, S.but(activation="tanh", init="xavier"), S.but(batch_norm=True),
             S.but(residual=True, residual_scale=0.5), S.but(residual=True, residual_scale=0.0, learn_scale=True),
             S.but(optimiser="adam", lr=0.01), S.but(optimiser="sgd", lr=0.1, clip=0.05), S.but(l2=0.01),
             S.but(aux_every=2), S.but(activation="sigmoid", init="xavier", batch_norm=True),
-            S.but(activation="leaky_relu", init="orthogonal", optimiser="adam", lr=0.003, l2=0.001, aux_every=1)]
+            S.but(activation="leaky_relu", init="orthogonal", optimiser="adam", lr=0.003, l2=0.001, aux_every=1),
+            S.but(activation="sigmoid", batch_norm=True, bn_noise=0.5)]
 
 
 def test_batched_training_agrees_with_training_one_network_at_a_time():
@@ -64,6 +65,15 @@ def test_a_network_gets_the_same_numbers_whatever_it_is_batched_with():
     together = train_many([S.but(lr=0.02), S, S.but(batch_norm=True)], data, [1, 0, 2])[1]
     np.testing.assert_array_equal(alone.losses, together.losses)
     np.testing.assert_array_equal(alone.probe["eff_rank"], together.probe["eff_rank"])
+
+
+def test_noise_after_batch_norm_moves_training_only():
+    data = small_data()
+    noisy, quiet = train_many([S.but(batch_norm=True, bn_noise=1.0), S.but(batch_norm=True)], data, [0, 0])
+    assert not np.array_equal(noisy.losses, quiet.losses)
+    assert noisy.losses[0] != quiet.losses[0] and np.isfinite(noisy.losses).all()
+    with pytest.raises(ValueError, match="bn_noise moves batch-normalised inputs, so it needs batch_norm=True"):
+        S.but(bn_noise=0.5)
 
 
 def test_a_learned_residual_scale_starting_at_zero_moves():
@@ -108,3 +118,14 @@ def test_singular_values_match_numpy_and_give_the_effective_rank():
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
         call(small_data())
+
+
+@pytest.mark.parametrize("config", [S, S.but(batch_norm=True), S.but(residual=True), S.but(activation="tanh", init="xavier")])
+def test_moments_at_init_for_all_seeds_at_once_agree_with_the_probe_one_network_at_a_time(config):
+    data = small_data()
+    x, y = data.x_train[:50], data.y_train[:50]
+    f, b = testbed.moments_at_init(config, x, y, seeds=range(4))
+    f1, b1 = testbed.moments_at_init_one_by_one(config, x, y, seeds=range(4))
+    assert f.shape == b.shape == (4, config.depth)
+    np.testing.assert_allclose(f, f1, rtol=1e-5)
+    np.testing.assert_allclose(b, b1, rtol=1e-4)

@@ -331,3 +331,83 @@ def _jobs(todo: list[tuple[RecurrentConfig, int]], workers: int) -> list[list[tu
 def _train_job(job: list[tuple[RecurrentConfig, int]]) -> list[RecurrentRun]:
     from .recurrent_batched import train_many        # it builds on this module
     return train_many([c for c, _ in job], [s for _, s in job])
+
+
+# --- Pascanu, Mikolov and Bengio (2013): the one-unit cliff and the singular-value condition -------
+SIGMA_BOUNDS = {"tanh": 1.0, "sigmoid": 0.25}      # gamma: the largest slope of each nonlinearity
+
+
+def _sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))           # = 1 / (1 + exp(-x)), without overflow
+
+
+def _squash(x: Array, nonlinearity: str) -> tuple[Array, Array]:
+    """sigma(x) and its slope sigma'(x)."""
+    if nonlinearity == "tanh":
+        s = np.tanh(x)
+        return s, 1.0 - s * s
+    s = _sigmoid(x)
+    return s, s * (1.0 - s)
+
+
+def one_unit(w: Any, b: Any, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> tuple[Array, Array, Array]:
+    """Pascanu, Mikolov and Bengio's one-unit recurrent network, x_t = w sigmoid(x_{t-1}) + b from
+    ``x0``, with the loss on its last step, L = (x_steps - target)^2. ``w`` and ``b`` are numbers or
+    arrays that broadcast together (a grid of them, say). Returns (L, dL/dw, dL/db), the gradient by
+    backpropagation through time, each of the broadcast shape."""
+    steps = integer(steps, "steps", 1)
+    x0, target = number(x0, "x0"), number(target, "target")
+    w, b = checks.array(w, "w").astype(float), checks.array(b, "b").astype(float)
+    try:
+        w, b = np.broadcast_arrays(w, b)
+    except ValueError:
+        raise ValueError(f"w and b must broadcast together, got shapes {w.shape} and {b.shape}") from None
+    xs = [np.full(w.shape, x0)]
+    for _ in range(steps):
+        xs.append(w * _sigmoid(xs[-1]) + b)
+    loss = (xs[-1] - target) ** 2
+    delta = 2.0 * (xs[-1] - target)                  # dL/dx_t, going back from t = steps
+    dw, db = np.zeros(w.shape), np.zeros(w.shape)
+    for t in range(steps, 0, -1):
+        s, slope = _squash(xs[t - 1], "sigmoid")
+        dw += delta * s
+        db += delta
+        delta = delta * w * slope
+    return loss, dw, db
+
+
+def jacobian_norms(W: Any, steps: int, *, nonlinearity: str = "tanh", inputs: Any = None,
+                   x0: Any = None) -> Array:
+    """How the state x_t = W sigma(x_{t-1}) + u_t (Pascanu et al.'s form) depends on x_0: the largest
+    singular value of the Jacobian dx_t/dx_0 = prod_k W diag(sigma'(x_{k-1})), for t = 1..steps.
+    ``W`` is (n, n); ``inputs`` (steps, n) (None: zero); ``x0`` (n,) (None: zero); ``nonlinearity``
+    'tanh' or 'sigmoid'. Since |sigma'| <= gamma (1 for tanh, 1/4 for the sigmoid), the result is at
+    most (gamma ||W||_2)^t."""
+    W = checks.array(W, "W", ndim=2).astype(float)
+    n = W.shape[0]
+    if W.shape != (n, n):
+        raise ValueError(f"W must be a square matrix, got shape {W.shape}")
+    steps = integer(steps, "steps", 1)
+    checks.choice(nonlinearity, "nonlinearity", tuple(SIGMA_BOUNDS))
+    u = np.zeros((steps, n)) if inputs is None else checks.array(inputs, "inputs", ndim=2).astype(float)
+    if u.shape != (steps, n):
+        raise ValueError(f"inputs must have shape (steps, n) = {(steps, n)}, got {u.shape}")
+    x = np.zeros(n) if x0 is None else checks.array(x0, "x0", ndim=1).astype(float)
+    if x.shape != (n,):
+        raise ValueError(f"x0 must have shape ({n},), got {x.shape}")
+    J, norms = np.eye(n), np.empty(steps)
+    for t in range(steps):
+        s, slope = _squash(x, nonlinearity)
+        J = (W * slope) @ J                          # W diag(sigma'(x_{t-1})) J
+        x = W @ s + u[t]
+        norms[t] = np.linalg.norm(J, 2)
+    return norms
+
+
+def scaled_matrix(n: int, top_singular_value: float, seed: int) -> Array:
+    """A random Gaussian n x n matrix rescaled so that its largest singular value is
+    ``top_singular_value``."""
+    n = integer(n, "n", 1)
+    s = number(top_singular_value, "top_singular_value", positive=True)
+    A = np.random.default_rng(checks.seed(seed)).standard_normal((n, n))
+    return A * (s / np.linalg.norm(A, 2))

@@ -204,9 +204,14 @@ class _Unrolled(torch.autograd.Function):
         repeat = (lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1 else (lambda h: h)
         if kind == "rnn":
             x_b = xw[:, 0] + bg[0]
+            any_relu = bool(relu.any())
             for t in range(T):
                 a = torch.baddbmm(x_b[t], hs[t], Wg)
-                hs[t + 1] = torch.where(relu, torch.relu(a), _tanh(a))
+                if any_relu:
+                    hs[t + 1] = torch.where(relu, torch.relu(a), _tanh(a))
+                else:                                     # all tanh: _tanh written straight into h_(t+1)
+                    torch.sigmoid(a.mul_(2), out=hs[t + 1]).mul_(2).sub_(1)
+            ctx.any_relu = any_relu
             ctx.save_for_backward(hs, Wg, relu)
         elif kind == "lstm":
             # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
@@ -262,7 +267,7 @@ class _Unrolled(torch.autograd.Function):
             relu = ctx.saved_tensors[2]
             for t in range(T - 1, -1, -1):
                 h1 = hs[t + 1]
-                slope = torch.where(relu, (h1 > 0).to(h1.dtype), 1 - h1 * h1)
+                slope = torch.where(relu, (h1 > 0).to(h1.dtype), 1 - h1 * h1) if ctx.any_relu else 1 - h1 * h1
                 torch.mul(dh, slope, out=da[t, 0])
                 dh = torch.bmm(da[t, 0], W_t)
             d_hidden = da                                 # the gradient at h W_hh + b_hh
@@ -282,16 +287,19 @@ class _Unrolled(torch.autograd.Function):
             d_hidden = da
         else:
             gates, h_ns = ctx.saved_tensors[2:]
+            r, z, n_all = gates.unbind(1)                 # each (T, M, n, H)
+            # the factors that do not depend on the incoming gradient, for all steps at once
+            to_n = (1 - z) * (1 - n_all * n_all)          # dh_t -> n's input
+            to_r = h_ns * r * (1 - r)                     # n's input -> r's input
+            to_z = (hs[:T] - n_all) * z * (1 - z)         # dh_t -> z's input
             d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh
             for t in range(T - 1, -1, -1):
-                r, z, n_t = gates[t].unbind(0)
-                dn = dh * (1 - z) * (1 - n_t * n_t)       # at n's input
-                torch.mul(dn * h_ns[t], r * (1 - r), out=da[t, 0])
-                torch.mul(dh * (hs[t] - n_t), z * (1 - z), out=da[t, 1])
-                da[t, 2] = dn
+                dn = torch.mul(dh, to_n[t], out=da[t, 2])         # at n's input
+                torch.mul(dn, to_r[t], out=da[t, 0])
+                torch.mul(dh, to_z[t], out=da[t, 1])
                 d_hidden[t, :2] = da[t, :2]
-                torch.mul(dn, r, out=d_hidden[t, 2])
-                dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z)
+                torch.mul(dn, r[t], out=d_hidden[t, 2])
+                dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
         # the weights' gradients, summed over all steps in one product each
         h_prev = hs[:T].permute(1, 3, 0, 2).reshape(M, H, T * n)                      # (M, H, T n)
         d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)             # (M, T n, G H)

@@ -178,6 +178,18 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
+def _blocks(relu: torch.Tensor) -> list[tuple[bool, int, int]]:
+    """The runs of consecutive networks that share a nonlinearity: (is ReLU, first, last + 1)."""
+    flags = [bool(v) for v in relu.view(-1).tolist()]
+    blocks: list[tuple[bool, int, int]] = []
+    for m, flag in enumerate(flags):
+        if blocks and blocks[-1][0] == flag:
+            blocks[-1] = (flag, blocks[-1][1], m + 1)
+        else:
+            blocks.append((flag, m, m + 1))
+    return blocks
+
+
 class _Unrolled(torch.autograd.Function):
     """The recurrence over all T steps for M networks at once, with the backward pass through
     time written out by hand: a few batched operations per step on contiguous tensors, instead
@@ -204,14 +216,15 @@ class _Unrolled(torch.autograd.Function):
         repeat = (lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1 else (lambda h: h)
         if kind == "rnn":
             x_b = xw[:, 0] + bg[0]
-            any_relu = bool(relu.any())
+            blocks = _blocks(relu)
             for t in range(T):
                 a = torch.baddbmm(x_b[t], hs[t], Wg)
-                if any_relu:
-                    hs[t + 1] = torch.where(relu, torch.relu(a), _tanh(a))
-                else:                                     # all tanh: _tanh written straight into h_(t+1)
-                    torch.sigmoid(a.mul_(2), out=hs[t + 1]).mul_(2).sub_(1)
-            ctx.any_relu = any_relu
+                for is_relu, i, j in blocks:              # each block written straight into h_(t+1)
+                    if is_relu:
+                        torch.clamp(a[i:j], min=0, out=hs[t + 1, i:j])
+                    else:                                 # _tanh, in place
+                        torch.sigmoid(a[i:j].mul_(2), out=hs[t + 1, i:j]).mul_(2).sub_(1)
+            ctx.blocks = blocks
             ctx.save_for_backward(hs, Wg, relu)
         elif kind == "lstm":
             # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
@@ -266,9 +279,9 @@ class _Unrolled(torch.autograd.Function):
         if kind == "rnn":
             relu = ctx.saved_tensors[2]
             for t in range(T - 1, -1, -1):
-                h1 = hs[t + 1]
-                slope = torch.where(relu, (h1 > 0).to(h1.dtype), 1 - h1 * h1) if ctx.any_relu else 1 - h1 * h1
-                torch.mul(dh, slope, out=da[t, 0])
+                for is_relu, i, j in ctx.blocks:
+                    h1 = hs[t + 1, i:j]
+                    torch.mul(dh[i:j], (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=da[t, 0, i:j])
                 dh = torch.bmm(da[t, 0], W_t)
             d_hidden = da                                 # the gradient at h W_hh + b_hh
         elif kind == "lstm":

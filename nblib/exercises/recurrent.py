@@ -158,6 +158,6 @@ def check_lengths(solves_30: Any, solves_40: Any) -> Feedback:
                            "solve more than half.")
     feedback.table(["T", "solved (seed 0)", "more than half", "your prediction"], rows)
     if not all(r[2] == r[3] for r in rows):
-        feedback.hint("At T = 20 the best of six seeds solved over 90% and the worst 23%; at T = 50 none solved any. "
+        feedback.hint("At T = 20 the best of six seeds solved over 90% and the worst under a quarter; at T = 50 none solved any. "
                       "The signal from the first marker shrinks by the decay factor at every step back.")
     return feedback

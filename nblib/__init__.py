@@ -27,7 +27,9 @@ Chapters 2 to 5 (these modules import torch):
 - ``nblib.random_nets``  random deep nonlinear networks at initialisation (chapter 3)
 - ``nblib.probe``        a gradient-health probe for any ``torch.nn.Module`` (chapter 4)
 - ``nblib.testbed``      one deep MLP on MNIST with every remedy switchable (chapter 4)
+- ``nblib.testbed_batched``  many testbed networks trained at once as one batched model (chapter 4)
 - ``nblib.recurrent``    RNN, LSTM and GRU on the adding problem (chapter 5)
+- ``nblib.recurrent_batched``  many recurrent networks trained at once (chapter 5)
 
 ``nblib.sphinx_offline`` is the book's Sphinx extension (offline MathJax), not used by chapters.
 

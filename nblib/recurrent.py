@@ -38,6 +38,9 @@ from .progress import bar as progress_bar
 Array = np.ndarray
 KINDS = ("rnn", "lstm", "gru")
 OPTIMISERS = ("adam", "sgd")
+NONLINEARITIES = ("tanh", "relu")
+INITS = ("default", "identity")
+IDENTITY_INPUT_STD = 1e-3          # Le, Jaitly and Hinton's input weights: N(0, 0.001^2)
 BASELINE_MSE = 1.0 / 6.0   # predicting the mean: Var(u1 + u2) = 2 * 1/12
 
 
@@ -63,18 +66,49 @@ def adding_problem(n: int, length: int, generator: torch.Generator | None = None
     return x.to(on), y.to(on)
 
 
-class Recurrent(nn.Module):
-    """A one-layer recurrent network (``kind`` 'rnn' with tanh, 'lstm' or 'gru') read out
-    linearly from its last hidden state: one number per sequence."""
+def _check_options(kind: str, nonlinearity: str, init: str, forget_bias: float | None) -> None:
+    """The network's options, and which kinds of network each applies to."""
+    checks.choice(kind, "kind", KINDS)
+    checks.choice(nonlinearity, "nonlinearity", NONLINEARITIES)
+    checks.choice(init, "init", INITS)
+    if nonlinearity != "tanh" and kind != "rnn":
+        raise ValueError(f"nonlinearity applies to the vanilla RNN only (kind 'rnn'), got kind {kind!r}")
+    if init == "identity" and kind != "rnn":
+        raise ValueError(f"init 'identity' applies to the vanilla RNN only (kind 'rnn'), got kind {kind!r}")
+    if forget_bias is not None:
+        number(forget_bias, "forget_bias")
+        if kind != "lstm":
+            raise ValueError(f"forget_bias applies to the LSTM only, got kind {kind!r}")
 
-    def __init__(self, kind: str, hidden: int = 32) -> None:
+
+class Recurrent(nn.Module):
+    """A one-layer recurrent network (``kind`` 'rnn', 'lstm' or 'gru') read out linearly from its
+    last hidden state: one number per sequence. The vanilla RNN's ``nonlinearity`` is 'tanh' or
+    'relu'. ``init`` 'default' keeps PyTorch's initialisation (every weight and bias uniform on
+    +-1/sqrt(hidden)); 'identity' is Le, Jaitly and Hinton's for a ReLU RNN: the recurrent matrix
+    the identity, the input weights N(0, 0.001^2), the biases zero. ``forget_bias`` (LSTM only)
+    sets the forget gate's bias at initialisation (b_ih + b_hh; None: PyTorch's random one)."""
+
+    def __init__(self, kind: str, hidden: int = 32, *, nonlinearity: str = "tanh", init: str = "default",
+                 forget_bias: float | None = None) -> None:
         super().__init__()
-        checks.choice(kind, "kind", KINDS)
+        _check_options(kind, nonlinearity, init, forget_bias)
         integer(hidden, "hidden", 1)
         self.kind = kind
-        cell = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
-        self.rnn = cell(2, hidden, batch_first=True)
+        if kind == "rnn":
+            self.rnn = nn.RNN(2, hidden, batch_first=True, nonlinearity=nonlinearity)
+        else:
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](2, hidden, batch_first=True)
         self.readout = nn.Linear(hidden, 1)
+        with torch.no_grad():
+            if init == "identity":
+                self.rnn.weight_hh_l0.copy_(torch.eye(hidden))
+                self.rnn.weight_ih_l0.normal_(0.0, IDENTITY_INPUT_STD)
+                self.rnn.bias_ih_l0.zero_()
+                self.rnn.bias_hh_l0.zero_()
+            if forget_bias is not None:           # PyTorch's gate order: input, forget, cell, output
+                self.rnn.bias_ih_l0[hidden:2 * hidden].fill_(forget_bias)
+                self.rnn.bias_hh_l0[hidden:2 * hidden].zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != 2:
@@ -86,8 +120,9 @@ class Recurrent(nn.Module):
 
 @dataclass(frozen=True)
 class RecurrentConfig:
-    """One training set-up: the network (``kind``, ``hidden``), the sequence ``length``, the
-    ``optimiser`` ('adam', or 'sgd': plain stochastic gradient descent) and its learning rate
+    """One training set-up: the network (``kind``, ``hidden``, and for the vanilla RNN its
+    ``nonlinearity``; ``init`` and ``forget_bias`` as in ``Recurrent``), the sequence ``length``,
+    the ``optimiser`` ('adam', or 'sgd': plain stochastic gradient descent) and its learning rate
     ``lr``, the number of ``steps`` and the ``batch`` of fresh sequences per step, and the
     gradient-norm ``clip`` threshold (None: no clipping)."""
 
@@ -99,6 +134,9 @@ class RecurrentConfig:
     steps: int = 1500
     batch: int = 64
     clip: float | None = None
+    nonlinearity: str = "tanh"
+    init: str = "default"
+    forget_bias: float | None = None
 
     def __post_init__(self) -> None:
         checks.choice(self.kind, "kind", KINDS)
@@ -109,6 +147,12 @@ class RecurrentConfig:
         number(self.lr, "lr", positive=True)
         if self.clip is not None:
             number(self.clip, "clip", positive=True)
+        _check_options(self.kind, self.nonlinearity, self.init, self.forget_bias)
+
+    def network(self) -> Recurrent:
+        """A freshly initialised network of this configuration (from torch's global generator)."""
+        return Recurrent(self.kind, self.hidden, nonlinearity=self.nonlinearity, init=self.init,
+                         forget_bias=self.forget_bias)
 
     def but(self, **changes: Any) -> "RecurrentConfig":
         """A copy with some fields changed."""
@@ -183,7 +227,7 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
     on = as_device(on)
     x_test, y_test = adding_problem(2000, config.length, torch.Generator().manual_seed(10**6), on)
     stream = seed_all(seed)             # the initial weights, and the sequences' own generator
-    model = Recurrent(config.kind, config.hidden).to(on)
+    model = config.network().to(on)
     optimiser = (torch.optim.Adam if config.optimiser == "adam" else torch.optim.SGD)(model.parameters(), lr=config.lr)
     grads_start = input_gradients(model, x_test[:500], y_test[:500])
     losses, norms, updates, clipped = [], [], [], 0
@@ -214,10 +258,14 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
 def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[Any, Sequence[int]], *,
               workers: int | None = None, desc: str = "runs",
               progress: bool | None = None) -> dict[Any, list[RecurrentRun]]:
-    """``train`` every config with every seed: {name: [run per seed]}. ``seeds`` is one list for
-    all configs, or a dict giving each config's name its own list. On a CPU the runs go to
-    ``workers`` single-threaded processes (default: one per core, at most 4); on a GPU they run
-    one after another. A run gives the same numbers whichever process trains it."""
+    """Train every config with every seed: {name: [run per seed]}. ``seeds`` is one list for
+    all configs, or a dict giving each config's name its own list. The networks are trained as
+    batched models (``recurrent_batched.train_many``): all those of one shape (kind, length,
+    hidden units, steps, batch) together. On a CPU these groups go to ``workers`` single-threaded
+    processes (default: one per core, at most 4), a group split in two where that balances the
+    work; on a GPU they run one after another. The groups depend only on the configs and seeds
+    asked for, so a call gives the same numbers every time, in this process or in workers (a
+    network batched with others agrees with one trained alone to float rounding)."""
     if not isinstance(configs, dict) or not configs:
         raise TypeError("configs must be a non-empty dict {name: RecurrentConfig}")
     for name, c in configs.items():
@@ -234,24 +282,131 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
     workers = integer(workers, "workers", 1) if on_cpu else 1
-    jobs = [(name, c, s) for name, c in configs.items() for s in seeds_of[name]]
-    # the longest runs first, so that no worker is left with a long one at the end
-    jobs.sort(key=lambda j: -j[1].length * j[1].steps * (2 if j[1].kind == "gru" else 1))
-    results: dict[tuple[str, int], RecurrentRun] = {}
-    bar = progress_bar(total=len(jobs), desc=desc, progress=progress)
-    if workers == 1:
-        for name, c, s in jobs:
-            results[(name, s)] = train(c, s)
-            bar.update()
+    todo = list(dict.fromkeys((c, s) for name, c in configs.items() for s in seeds_of[name]))
+    jobs = _jobs(todo, workers)
+    results: dict[tuple[RecurrentConfig, int], RecurrentRun] = {}
+    bar = progress_bar(total=len(todo), desc=desc, progress=progress)
+    if workers == 1 or len(jobs) == 1:
+        for job in jobs:
+            results.update(zip(job, _train_job(job)))
+            bar.update(len(job))
     else:
         context = torch.multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                  initargs=(1,)) as pool:
-            futures = {pool.submit(train, c, s): (name, s) for name, c, s in jobs}
+            futures = {pool.submit(_train_job, job): job for job in jobs}
             for f in as_completed(futures):
-                results[futures[f]] = f.result()
-                bar.update()
+                results.update(zip(futures[f], f.result()))
+                bar.update(len(futures[f]))
     bar.close()
-    return {name: [results[(name, s)] for s in seeds_of[name]] for name in configs}
+    return {name: [results[(c, s)] for s in seeds_of[name]] for name, c in configs.items()}
 
 
+def job_cost(config: RecurrentConfig, networks: int) -> float:
+    """A rough cost of training ``networks`` networks of ``config`` together: per step and time
+    step, a fixed overhead plus a share per network, more for the gated cells."""
+    gates = {"rnn": 1.0, "lstm": 0.55, "gru": 1.1}[config.kind]      # measured on a 2-core CPU
+    return config.steps * config.length * gates * (4 + networks)
+
+
+def _jobs(todo: list[tuple[RecurrentConfig, int]], workers: int) -> list[list[tuple[RecurrentConfig, int]]]:
+    """The (config, seed) pairs grouped by shape; a group that alone would cost more than its
+    workers' fair share is split in two. The costliest jobs first."""
+    groups: dict[tuple, list[tuple[RecurrentConfig, int]]] = {}
+    for c, s in todo:
+        groups.setdefault((c.kind, c.length, c.hidden, c.steps, c.batch), []).append((c, s))
+    total = sum(job_cost(g[0][0], len(g)) for g in groups.values())
+    jobs = []
+    for group in groups.values():
+        group.sort(key=lambda cs: cs[0].nonlinearity)
+        if workers > 1 and len(group) > 1 and job_cost(group[0][0], len(group)) > total / workers:
+            half = len(group) // 2
+            jobs += [group[:half], group[half:]]
+        else:
+            jobs.append(group)
+    return sorted(jobs, key=lambda j: -job_cost(j[0][0], len(j)))
+
+
+def _train_job(job: list[tuple[RecurrentConfig, int]]) -> list[RecurrentRun]:
+    from .recurrent_batched import train_many        # it builds on this module
+    return train_many([c for c, _ in job], [s for _, s in job])
+
+
+# --- Pascanu, Mikolov and Bengio (2013): the one-unit cliff and the singular-value condition -------
+SIGMA_BOUNDS = {"tanh": 1.0, "sigmoid": 0.25}      # gamma: the largest slope of each nonlinearity
+
+
+def _sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))           # = 1 / (1 + exp(-x)), without overflow
+
+
+def _squash(x: Array, nonlinearity: str) -> tuple[Array, Array]:
+    """sigma(x) and its slope sigma'(x)."""
+    if nonlinearity == "tanh":
+        s = np.tanh(x)
+        return s, 1.0 - s * s
+    s = _sigmoid(x)
+    return s, s * (1.0 - s)
+
+
+def one_unit(w: Any, b: Any, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> tuple[Array, Array, Array]:
+    """Pascanu, Mikolov and Bengio's one-unit recurrent network, x_t = w sigmoid(x_{t-1}) + b from
+    ``x0``, with the loss on its last step, L = (x_steps - target)^2. ``w`` and ``b`` are numbers or
+    arrays that broadcast together (a grid of them, say). Returns (L, dL/dw, dL/db), the gradient by
+    backpropagation through time, each of the broadcast shape."""
+    steps = integer(steps, "steps", 1)
+    x0, target = number(x0, "x0"), number(target, "target")
+    w, b = checks.array(w, "w").astype(float), checks.array(b, "b").astype(float)
+    try:
+        w, b = np.broadcast_arrays(w, b)
+    except ValueError:
+        raise ValueError(f"w and b must broadcast together, got shapes {w.shape} and {b.shape}") from None
+    xs = [np.full(w.shape, x0)]
+    for _ in range(steps):
+        xs.append(w * _sigmoid(xs[-1]) + b)
+    loss = (xs[-1] - target) ** 2
+    delta = 2.0 * (xs[-1] - target)                  # dL/dx_t, going back from t = steps
+    dw, db = np.zeros(w.shape), np.zeros(w.shape)
+    for t in range(steps, 0, -1):
+        s, slope = _squash(xs[t - 1], "sigmoid")
+        dw += delta * s
+        db += delta
+        delta = delta * w * slope
+    return loss, dw, db
+
+
+def jacobian_norms(W: Any, steps: int, *, nonlinearity: str = "tanh", inputs: Any = None,
+                   x0: Any = None) -> Array:
+    """How the state x_t = W sigma(x_{t-1}) + u_t (Pascanu et al.'s form) depends on x_0: the largest
+    singular value of the Jacobian dx_t/dx_0 = prod_k W diag(sigma'(x_{k-1})), for t = 1..steps.
+    ``W`` is (n, n); ``inputs`` (steps, n) (None: zero); ``x0`` (n,) (None: zero); ``nonlinearity``
+    'tanh' or 'sigmoid'. Since |sigma'| <= gamma (1 for tanh, 1/4 for the sigmoid), the result is at
+    most (gamma ||W||_2)^t."""
+    W = checks.array(W, "W", ndim=2).astype(float)
+    n = W.shape[0]
+    if W.shape != (n, n):
+        raise ValueError(f"W must be a square matrix, got shape {W.shape}")
+    steps = integer(steps, "steps", 1)
+    checks.choice(nonlinearity, "nonlinearity", tuple(SIGMA_BOUNDS))
+    u = np.zeros((steps, n)) if inputs is None else checks.array(inputs, "inputs", ndim=2).astype(float)
+    if u.shape != (steps, n):
+        raise ValueError(f"inputs must have shape (steps, n) = {(steps, n)}, got {u.shape}")
+    x = np.zeros(n) if x0 is None else checks.array(x0, "x0", ndim=1).astype(float)
+    if x.shape != (n,):
+        raise ValueError(f"x0 must have shape ({n},), got {x.shape}")
+    J, norms = np.eye(n), np.empty(steps)
+    for t in range(steps):
+        s, slope = _squash(x, nonlinearity)
+        J = (W * slope) @ J                          # W diag(sigma'(x_{t-1})) J
+        x = W @ s + u[t]
+        norms[t] = np.linalg.norm(J, 2)
+    return norms
+
+
+def scaled_matrix(n: int, top_singular_value: float, seed: int) -> Array:
+    """A random Gaussian n x n matrix rescaled so that its largest singular value is
+    ``top_singular_value``."""
+    n = integer(n, "n", 1)
+    s = number(top_singular_value, "top_singular_value", positive=True)
+    A = np.random.default_rng(checks.seed(seed)).standard_normal((n, n))
+    return A * (s / np.linalg.norm(A, 2))

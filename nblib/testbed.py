@@ -54,7 +54,12 @@ class Config:
     the largest gradient norm allowed (None: no clipping). ``l2`` is the coefficient of
     (l2 / 2) * sum of squared weights added to the loss (biases and batch-norm parameters are
     not penalised). ``residual_scale`` = alpha multiplies each residual branch, h + alpha act(W h)
-    (1: the plain residual block; it has no effect without ``residual``)."""
+    (1: the plain residual block; it has no effect without ``residual``); with ``learn_scale``
+    each block's alpha is a parameter that training adjusts, starting at ``residual_scale``
+    (0 gives De and Smith's SkipInit: every block starts as the identity). ``bn_noise`` = a > 0
+    (with ``batch_norm``) moves the distribution of every batch-normalised input at every training
+    step: z <- z (1 + u) + v, with u and v drawn uniformly from [-a, a] for each unit and step
+    (the same for the whole batch; none in evaluation), from a generator of its own."""
 
     depth: int = 16
     width: int = 48
@@ -63,6 +68,8 @@ class Config:
     batch_norm: bool = False
     residual: bool = False
     residual_scale: float = 1.0
+    learn_scale: bool = False
+    bn_noise: float = 0.0
     aux_every: int = 0
     aux_weight: float = 0.3
     optimiser: str = "momentum"
@@ -78,12 +85,15 @@ class Config:
         checks.integer(self.aux_every, "aux_every", 0)
         for name, allowed in (("activation", ACTIVATIONS), ("init", INITS), ("optimiser", OPTIMISERS)):
             checks.choice(getattr(self, name), name, allowed)
-        for name in ("batch_norm", "residual"):
+        for name in ("batch_norm", "residual", "learn_scale"):
             checks.boolean(getattr(self, name), name)
         checks.number(self.lr, "lr", positive=True)
         checks.number(self.l2, "l2", non_negative=True)
         checks.number(self.aux_weight, "aux_weight", non_negative=True)
         checks.number(self.residual_scale, "residual_scale", non_negative=True)
+        checks.number(self.bn_noise, "bn_noise", non_negative=True)
+        if self.bn_noise > 0 and not self.batch_norm:
+            raise ValueError("bn_noise moves batch-normalised inputs, so it needs batch_norm=True")
         if self.clip is not None:
             checks.number(self.clip, "clip", positive=True)
 
@@ -102,10 +112,10 @@ def activation_module(name: str) -> nn.Module:
 
 class Block(nn.Module):
     """One hidden layer: a = act(norm(W h + b)), and h + scale * a instead of a with a skip
-    connection."""
+    connection (``learn_scale``: the scale is a parameter, starting at ``scale``)."""
 
     def __init__(self, n_in: int, n_out: int, activation: str, batch_norm: bool, residual: bool,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, learn_scale: bool = False, noise: float = 0.0) -> None:
         super().__init__()
         n_in, n_out = checks.integer(n_in, "n_in"), checks.integer(n_out, "n_out")
         batch_norm, residual = checks.boolean(batch_norm, "batch_norm"), checks.boolean(residual, "residual")
@@ -114,12 +124,35 @@ class Block(nn.Module):
         self.act = activation_module(activation)
         self.residual = residual and n_in == n_out
         self.scale = checks.number(scale, "scale", non_negative=True)
+        learn_scale = checks.boolean(learn_scale, "learn_scale")
+        self.alpha = nn.Parameter(torch.tensor(self.scale)) if learn_scale and self.residual else None
+        self.noise = checks.number(noise, "noise", non_negative=True)
+        self.noise_generator: torch.Generator | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        a = self.act(self.norm(self.linear(h)))
+        z = self.norm(self.linear(h))
+        if self.noise and self.training:
+            u, v = noise_draw(self.noise_generator, self.noise, z.shape[-1])
+            z = z * (1 + u.to(z.device)) + v.to(z.device)
+        a = self.act(z)
         if not self.residual:
             return a
+        if self.alpha is not None:
+            return h + self.alpha * a
         return h + a if self.scale == 1.0 else h + self.scale * a
+
+
+def noise_draw(generator: torch.Generator | None, a: float, units: int) -> torch.Tensor:
+    """One step's draw of ``Config.bn_noise``: (u, v), each uniform on [-a, a], one per unit."""
+    if generator is None:
+        raise ValueError("a block with bn_noise needs a generator: DeepMLP.seed_noise(seed)")
+    return (2 * torch.rand(2, units, generator=generator) - 1) * a
+
+
+def noise_generator(seed: int) -> torch.Generator:
+    """The generator of ``Config.bn_noise`` for a run with ``seed`` (a stream of its own, apart
+    from the weights' and the mini-batches')."""
+    return torch.Generator().manual_seed((checks.seed(seed) * 2654435761 + 97) % 2 ** 63)
 
 
 class DeepMLP(nn.Module):
@@ -133,7 +166,8 @@ class DeepMLP(nn.Module):
         self.config = config
         sizes = [n_in] + [config.width] * config.depth
         self.blocks = nn.ModuleList(Block(a, b, config.activation, config.batch_norm, config.residual,
-                                          config.residual_scale) for a, b in zip(sizes[:-1], sizes[1:]))
+                                          config.residual_scale, config.learn_scale, config.bn_noise)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(config.width, n_out)
         self.aux_at = [l for l in range(config.aux_every, config.depth, config.aux_every)] if config.aux_every else []
         self.aux = nn.ModuleList(nn.Linear(config.width, n_out) for _ in self.aux_at)
@@ -150,6 +184,12 @@ class DeepMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x)[0]
+
+    def seed_noise(self, seed: int) -> None:
+        """Give the blocks the generator of ``Config.bn_noise`` (one stream, drawn layer by layer)."""
+        g = noise_generator(seed)
+        for block in self.blocks:
+            block.noise_generator = g
 
     def probe_layers(self) -> dict[str, tuple[nn.Module, nn.Module]]:
         """The hidden layers as the probe wants them: name -> (linear module, activation module)."""
@@ -239,6 +279,16 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Seq
     Returns two arrays of shape (seeds, depth)."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
+    seeds = checks.seeds(seeds)
+    x, y = _batch(x, "x"), _class_labels(y, "y", len(x) if isinstance(x, torch.Tensor) else None)
+    from .testbed_batched import moments_at_init as batched       # all the seeds as one batched model
+    return batched(config, x, y, seeds)
+
+
+def moments_at_init_one_by_one(config: Config, x: torch.Tensor, y: torch.Tensor,
+                               seeds: Sequence[int]) -> tuple[Array, Array]:
+    """``moments_at_init`` measured with a ``Probe`` on one network after another (the reference
+    the batched measurement is tested against)."""
     seeds = checks.seeds(seeds)
     x, y = _batch(x, "x"), _class_labels(y, "y", len(x) if isinstance(x, torch.Tensor) else None)
     forward, backward = [], []
@@ -339,7 +389,8 @@ class Run:
     activation statistics (``Probe.measure``) on 1,000 validation images after training;
     ``diverged`` says whether training stopped at a non-finite loss (``accuracy`` is then that
     of the broken network); ``clipped`` is the fraction of steps whose gradient was clipped;
-    ``aux_accuracy`` the validation accuracy of each auxiliary classifier (deep supervision)."""
+    ``aux_accuracy`` the validation accuracy of each auxiliary classifier (deep supervision);
+    ``tracked`` what ``testbed_batched.train_many(..., track_every=k)`` recorded (else None)."""
 
     config: Config
     seed: int
@@ -352,6 +403,7 @@ class Run:
     clipped: float
     seconds: float
     aux_accuracy: list[float] = dataclasses.field(default_factory=list)
+    tracked: Any = None
 
     def grad_ratio(self, when: str = "start", records: int = 5) -> float:
         """First over last hidden layer's weight-gradient norm: at the first record ('start') or
@@ -394,6 +446,7 @@ def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Ru
     on = data.x_train.device
     order = seed_all(seed)              # the initial weights, and the order of the mini-batches
     model = DeepMLP(config, n_in=data.x_train.shape[1]).to(on)
+    model.seed_noise(seed)
     optimiser = make_optimiser(config, model)
     probe = Probe(model, model.probe_layers(), every=probe_every)
     n, m = len(data.y_train), config.batch_size
@@ -528,11 +581,13 @@ class Runner:
     """Trains testbed variants on ``data`` and remembers every run, so that a variant shared by
     several experiments (the baseline, say) is trained once per seed.
 
-    On a CPU, runs go to ``workers`` processes (default: one per core, at most 4), each using one
-    thread: the layers are small, so two single-threaded runs side by side get through twice as
-    much as one run using both cores. On a GPU they run one after another in this process.
-    A seeded run gives the same numbers whichever process trains it. Call ``close()`` (or use
-    ``with``) to stop the worker processes."""
+    The runs of one call are trained as batched models (``testbed_batched.train_many``): every
+    network of the same shape (depth, width, steps, batch size) in one model with a leading
+    "model" axis, whatever else differs. On a CPU each such group is split into ``workers``
+    parts trained side by side in worker processes (default: one per core, at most 4), each
+    using one thread, which is faster than one process using every core for layers this small.
+    On a GPU everything runs in this process. A seeded run gives the same numbers whichever
+    part or process trains it. Call ``close()`` (or use ``with``) to stop the worker processes."""
 
     def __init__(self, data: Data, seeds: Sequence[int], *, probe_every: int = 25,
                  workers: int | None = None) -> None:
@@ -547,9 +602,11 @@ class Runner:
         self.runs: dict[tuple[Config, int], Run] = {}
         self._pool = None
 
-    def run(self, configs: Mapping[str, Config], *, desc: str = "runs",
-            progress: bool | None = None) -> dict[str, list[Run]]:
-        """Train every config with every seed (those not trained before): {name: [run per seed]}."""
+    def run(self, configs: Mapping[str, Config], *, desc: str = "runs", progress: bool | None = None,
+            track_every: int = 0, track_units: int = 1) -> dict[str, list[Run]]:
+        """Train every config with every seed (those not trained before): {name: [run per seed]}.
+        ``track_every`` and ``track_units`` are passed to ``testbed_batched.train_many`` (each
+        run's ``tracked`` record) for the runs this call trains."""
         if not isinstance(configs, Mapping) or not configs:
             raise TypeError("configs must be a non-empty dict {name: Config}")
         for name, c in configs.items():
@@ -557,19 +614,26 @@ class Runner:
                 raise TypeError(f"configs[{name!r}] must be a testbed.Config, got {type(c).__name__}")
         todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
                                   if (c, s) not in self.runs))
+        jobs = _jobs(todo, self.workers)
+        options = {"probe_every": self.probe_every, "track_every": checks.integer(track_every, "track_every", 0),
+                   "track_units": checks.integer(track_units, "track_units", 1)}
         bar = progress_bar(total=len(todo), desc=desc, progress=progress)
-        if self.workers == 1 or len(todo) <= 1:
-            for c, s in todo:
-                self.runs[(c, s)] = train(c, self.data, s, probe_every=self.probe_every)
-                bar.update()
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                self._keep(job, _train_job(job, self.data, options))
+                bar.update(len(job))
         else:
             pool = self._start()
-            futures = {pool.submit(_train_in_worker, c, s, self.probe_every): (c, s) for c, s in todo}
+            futures = {pool.submit(_train_in_worker, job, options): job for job in jobs}
             for f in as_completed(futures):
-                self.runs[futures[f]] = f.result()
-                bar.update()
+                self._keep(futures[f], f.result())
+                bar.update(len(futures[f]))
         bar.close()
         return {name: [self.runs[(c, s)] for s in self.seeds] for name, c in configs.items()}
+
+    def _keep(self, job: list[tuple[Config, int]], runs: list[Run]) -> None:
+        for key, run in zip(job, runs):
+            self.runs[key] = run
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -624,8 +688,28 @@ def _start_worker(data: Data) -> None:
     _WORKER_DATA = data
 
 
-def _train_in_worker(config: Config, seed: int, probe_every: int) -> Run:
+def _jobs(todo: list[tuple[Config, int]], parts: int) -> list[list[tuple[Config, int]]]:
+    """The (config, seed) pairs grouped by shape (what a batched model must share), each group
+    split into at most ``parts`` jobs of nearly equal size, the costliest jobs first."""
+    groups: dict[tuple, list[tuple[Config, int]]] = {}
+    for c, s in todo:
+        groups.setdefault((c.depth, c.width, c.steps, c.batch_size), []).append((c, s))
+    jobs = []
+    for group in groups.values():
+        group.sort(key=lambda cs: cs[0].activation)        # a part then holds few activation functions
+        k = min(parts, len(group))
+        bounds = [round(i * len(group) / k) for i in range(k + 1)]
+        jobs += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return sorted(jobs, key=lambda j: -len(j) * j[0][0].depth * j[0][0].steps)
+
+
+def _train_job(job: list[tuple[Config, int]], data: Data, options: dict[str, int]) -> list[Run]:
+    from .testbed_batched import train_many        # it builds on this module
+    return train_many([c for c, _ in job], data, [s for _, s in job], **options)
+
+
+def _train_in_worker(job: list[tuple[Config, int]], options: dict[str, int]) -> list[Run]:
     assert _WORKER_DATA is not None, "worker started without data"
-    return train(config, _WORKER_DATA, seed, probe_every=probe_every)
+    return _train_job(job, _WORKER_DATA, options)
 
 

@@ -402,16 +402,25 @@ def test_saturation_may_be_a_numpy_number():
         Probe(known_relu_model(), saturation="0.1")
 
 
-def test_plot_history_takes_the_array_of_axes_plt_subplots_returns():
-    """The chapters pass plt.subplots(1, n)'s numpy array of Axes straight in."""
-    import matplotlib
-    matplotlib.use("Agg")
+def test_plot_history_accepts_the_array_of_axes_that_plt_subplots_returns():
     import matplotlib.pyplot as plt
-    from nblib.probe import plot_history
-    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     probe = Probe(model)
     with probe.step():
-        model(torch.randn(8, 4)).sum().backward()
+        model(torch.randn(5, 3)).sum().backward()
     fig, axes = plt.subplots(1, 2)
-    plot_history(probe.history(), ("grad_norm", "act_std"), axes=axes, title="")
+    assert len(plot_history(probe.history(), ("grad_norm", "dead"), title="t", axes=axes)) == 2
     plt.close(fig)
+
+
+def test_plot_history_draws_the_chosen_layers_with_a_colour_bar_for_many_layers():
+    import matplotlib.pyplot as plt
+    history = ProbeHistory([f"hidden {l}" for l in range(1, 11)], np.array([0, 5]),
+                           {m: np.ones((2, 10)) for m in METRICS})
+    axes = plot_history(history, ("grad_norm", "dead", "eff_rank"), title="t", layers=[1, 5, 10], ncols=3)
+    assert [len(ax.lines) for ax in axes] == [3, 3, 3]
+    assert len(axes[0].figure.axes) == 4                 # three panels and the colour bar
+    assert axes[0].figure.get_size_inches()[0] == 8
+    plt.close("all")
+    with pytest.raises(ValueError, match="every entry of layers must be an integer from 1 to 10"):
+        plot_history(history, ("grad_norm",), title="t", layers=[0])

@@ -220,3 +220,83 @@ def test_adding_problem_refuses_bad_devices_and_sizes_too_large():
 def test_but_names_an_unknown_setting():
     with pytest.raises(TypeError, match=r"a RecurrentConfig has no setting 'lenght'; its settings are kind, length"):
         RecurrentConfig().but(lenght=3)
+
+
+# --- Pascanu, Mikolov and Bengio's one-unit network and singular-value condition ---------------------
+def test_one_unit_gradient_matches_finite_differences():
+    w = np.array([5.0, 1.0, 8.0, -3.0, 12.0])
+    b = np.array([-2.5, 0.3, -4.0, 1.0, -6.0])
+    loss, dw, db = recurrent.one_unit(w, b, steps=30)
+    eps = 1e-6
+    fw = (recurrent.one_unit(w + eps, b, steps=30)[0] - recurrent.one_unit(w - eps, b, steps=30)[0]) / (2 * eps)
+    fb = (recurrent.one_unit(w, b + eps, steps=30)[0] - recurrent.one_unit(w, b - eps, steps=30)[0]) / (2 * eps)
+    np.testing.assert_allclose(dw, fw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(db, fb, rtol=1e-5, atol=1e-7)
+    assert loss.shape == (5,)
+
+
+def test_one_unit_with_no_recurrence_is_its_bias():
+    # w = 0: x_T = b, so L = (b - 0.7)^2, dL/db = 2 (b - 0.7), dL/dw = 2 (b - 0.7) sigmoid(x_{T-1}) = ... sigmoid(b)
+    b = np.array([-1.0, 0.0, 0.7, 2.0])
+    loss, dw, db = recurrent.one_unit(0.0, b)
+    np.testing.assert_allclose(loss, (b - 0.7) ** 2)
+    np.testing.assert_allclose(db, 2 * (b - 0.7))
+    np.testing.assert_allclose(dw, 2 * (b - 0.7) / (1 + np.exp(-b)))
+
+
+def test_one_unit_broadcasts_a_grid_and_names_its_errors():
+    loss, dw, db = recurrent.one_unit(np.linspace(0, 10, 7)[None, :], np.linspace(-5, 1, 4)[:, None], steps=5)
+    assert loss.shape == dw.shape == db.shape == (4, 7)
+    with pytest.raises(ValueError, match="w and b must broadcast together"):
+        recurrent.one_unit(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        recurrent.one_unit(1.0, 0.0, steps=0)
+    with pytest.raises(ValueError, match="w contains NaN"):
+        recurrent.one_unit(np.nan, 0.0)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid"])
+def test_jacobian_norms_match_autograd(nonlinearity):
+    rng = np.random.default_rng(0)
+    n, steps = 6, 7
+    W, u, x0 = 1.5 * rng.standard_normal((n, n)), rng.standard_normal((steps, n)), rng.standard_normal(n)
+    norms = recurrent.jacobian_norms(W, steps, nonlinearity=nonlinearity, inputs=u, x0=x0)
+    sigma = torch.tanh if nonlinearity == "tanh" else torch.sigmoid
+    Wt, ut = torch.tensor(W), torch.tensor(u)
+    for t in range(1, steps + 1):
+        def state(x):
+            for k in range(t):
+                x = Wt @ sigma(x) + ut[k]
+            return x
+        J = torch.autograd.functional.jacobian(state, torch.tensor(x0))
+        assert norms[t - 1] == pytest.approx(float(torch.linalg.matrix_norm(J, ord=2)), rel=1e-10)
+
+
+def test_jacobian_norms_of_a_scaled_orthogonal_matrix_at_rest_are_its_powers():
+    # x stays at 0, where tanh' = 1: dx_t/dx_0 = W^t, whose singular values are all s^t
+    Q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((8, 8)))
+    np.testing.assert_allclose(recurrent.jacobian_norms(0.9 * Q, 20), 0.9 ** np.arange(1, 21), rtol=1e-10)
+
+
+@pytest.mark.parametrize("nonlinearity, gamma", [("tanh", 1.0), ("sigmoid", 0.25)])
+def test_jacobian_norms_respect_the_singular_value_bound(nonlinearity, gamma):
+    for seed in range(3):
+        W = recurrent.scaled_matrix(16, 3.0, seed)
+        assert np.linalg.norm(W, 2) == pytest.approx(3.0)
+        u = np.random.default_rng(seed).standard_normal((30, 16))
+        norms = recurrent.jacobian_norms(W, 30, nonlinearity=nonlinearity, inputs=u)
+        assert np.all(norms <= (gamma * 3.0) ** np.arange(1, 31) * (1 + 1e-9))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: recurrent.jacobian_norms(np.zeros((3, 4)), 5), ValueError, "W must be a square matrix"),
+    (lambda: recurrent.jacobian_norms(np.zeros(3), 5), ValueError, "W must be a 2-D array"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, nonlinearity="relu"), ValueError, "nonlinearity must be one of"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, inputs=np.zeros((4, 3))), ValueError, r"inputs must have shape \(steps, n\)"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, x0=np.zeros(2)), ValueError, r"x0 must have shape \(3,\)"),
+    (lambda: recurrent.scaled_matrix(4, 0.0, 0), ValueError, "top_singular_value must be a finite positive number"),
+    (lambda: recurrent.scaled_matrix(4, 1.0, -1), ValueError, "seed"),
+])
+def test_jacobian_norm_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from nblib import testbed  # noqa: E402
+from nblib import testbed, testbed_batched  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -293,12 +293,29 @@ def test_runner_trains_each_config_and_seed_once():
 
 
 def test_runner_gives_the_same_numbers_in_worker_processes():
+    # the runner trains batched models (testbed_batched.train_many); a run's numbers do not depend
+    # on the process, or on which other networks share its batched model
     data = small_data()
     with testbed.Runner(data, [3], workers=2) as runner:
         parallel = runner.run({"a": SMALL, "b": SMALL.but(init="orthogonal")}, progress=False)
     torch.set_num_threads(1)
-    alone = testbed.train(SMALL.but(init="orthogonal"), data, 3)
+    alone = testbed_batched.train_many([SMALL.but(init="orthogonal")], data, [3])[0]
     np.testing.assert_array_equal(parallel["b"][0].losses, alone.losses)
+    np.testing.assert_array_equal(parallel["b"][0].probe["eff_rank"], alone.probe["eff_rank"])
+    # and they are testbed.train's numbers, to float rounding
+    np.testing.assert_allclose(alone.losses, testbed.train(SMALL.but(init="orthogonal"), data, 3).losses, rtol=1e-5)
+
+
+def test_runner_groups_networks_of_one_shape_into_balanced_jobs():
+    todo = [(SMALL.but(activation=a), s) for a in ("tanh", "relu") for s in (0, 1, 2)] + [(SMALL.but(depth=5), 0)]
+    jobs = testbed._jobs(todo, 2)
+    assert sorted(len(j) for j in jobs) == [1, 3, 3]
+    key = lambda cs: (cs[0].activation, cs[0].depth, cs[1])  # noqa: E731
+    assert sorted((cs for j in jobs for cs in j), key=key) == sorted(todo, key=key)
+    for job in jobs:
+        assert len({testbed_batched.shape_of(c) for c, _ in job}) == 1
+        names = [c.activation for c, _ in job]
+        assert names == sorted(names)
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -1,0 +1,483 @@
+"""Many recurrent networks trained at once, as one batched model (chapter 5).
+
+``recurrent.train`` trains one network; at 32 hidden units a training step is a few milliseconds
+of framework overhead per time step and almost no arithmetic. ``train_many(configs, seeds)``
+trains M networks of the same shape (kind, sequence length, hidden units, steps, batch) as one
+model whose weights have a leading "model" axis: the recurrent cell is written out with batched
+matrix products (``torch.baddbmm``), one per time step for all M networks, each reading its own
+sequences.
+
+Each network starts from exactly the weights ``recurrent.train`` would give it (it is built by
+``RecurrentConfig.network()`` with the same seed and copied in) and sees the same sequences, so
+the two agree to float rounding. The optimiser (Adam or plain SGD), the learning rate, gradient
+clipping (by each network's own gradient norm), the vanilla RNN's nonlinearity and the
+initialisation may differ from network to network. A network whose loss stops being finite is
+scored as it is, as ``recurrent.train`` scores it, and leaves the batch.
+"""
+
+from __future__ import annotations
+
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
+import copy
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import checks
+from .recurrent import BASELINE_MSE, RecurrentConfig, RecurrentRun, adding_problem
+from .torchutil import as_device, seed_all
+
+Array = np.ndarray
+SHAPE_FIELDS = ("kind", "length", "hidden", "steps", "batch")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8          # torch.optim.Adam's defaults
+CLIP_EPS = 1e-6                                    # torch.nn.utils.clip_grads_with_norm_'s
+TEST_SEQUENCES, GRADIENT_SEQUENCES, TEST_SEED = 2000, 500, 10 ** 6   # as recurrent.train
+
+
+def shape_of(config: RecurrentConfig) -> tuple:
+    """What networks trained together must share: (kind, length, hidden, steps, batch)."""
+    checks.instance(config, "config", RecurrentConfig, "a RecurrentConfig")
+    return tuple(getattr(config, f) for f in SHAPE_FIELDS)
+
+
+class Stack:
+    """M recurrent networks of one kind and size as batched tensors: input weights (M, 2, G H),
+    recurrent weights (M, H, G H) (G gates: 1 for the RNN, 4 for the LSTM, 3 for the GRU, in
+    PyTorch's order), biases (M, 1, G H) and a linear read-out (M, H, 1). ``networks`` are
+    ``recurrent.Recurrent`` modules whose weights are copied in."""
+
+    def __init__(self, networks: Sequence[torch.nn.Module], nonlinearities: Sequence[str],
+                 on: torch.device) -> None:
+        self.kind = networks[0].kind
+        self.hidden = networks[0].rnn.hidden_size
+        grab = lambda f: torch.stack([f(n).detach().float() for n in networks]).to(on)  # noqa: E731
+        self.W_ih = grab(lambda n: n.rnn.weight_ih_l0.T)
+        self.W_hh = grab(lambda n: n.rnn.weight_hh_l0.T)
+        self.b_ih = grab(lambda n: n.rnn.bias_ih_l0).unsqueeze(1)
+        self.b_hh = grab(lambda n: n.rnn.bias_hh_l0).unsqueeze(1)
+        self.W_out = grab(lambda n: n.readout.weight.T)
+        self.b_out = grab(lambda n: n.readout.bias).unsqueeze(1)
+        self.nonlinearities = list(nonlinearities)
+        self._settle()
+
+    def _settle(self) -> None:
+        self.M = len(self.nonlinearities)
+        self.runs: list[tuple[str, int, int]] = []       # (nonlinearity, first model, last model + 1)
+        for i, name in enumerate(self.nonlinearities):
+            if self.runs and self.runs[-1][0] == name:
+                self.runs[-1] = (name, self.runs[-1][1], i + 1)
+            else:
+                self.runs.append((name, i, i + 1))
+        if len({a for a, _, _ in self.runs}) != len(self.runs):
+            raise ValueError("networks that share a nonlinearity must be next to each other")
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.W_ih, self.W_hh, self.b_ih, self.b_hh, self.W_out, self.b_out]
+
+    def set_parameters(self, params: Sequence[torch.Tensor]) -> None:
+        self.W_ih, self.W_hh, self.b_ih, self.b_hh, self.W_out, self.b_out = params
+
+    def select(self, rows: Sequence[int]) -> "Stack":
+        """A stack of the networks ``rows`` (copies, no gradients)."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.W_ih.device)
+        new = copy.copy(self)
+        new.set_parameters([p.detach().index_select(0, index) for p in self.parameters()])
+        new.nonlinearities = [self.nonlinearities[i] for i in rows]
+        new._settle()
+        return new
+
+    def _act(self, z: torch.Tensor) -> torch.Tensor:
+        f = {"tanh": torch.tanh, "relu": torch.relu}
+        if len(self.runs) == 1:
+            return f[self.runs[0][0]](z)
+        return torch.cat([f[name](z[i:j]) for name, i, j in self.runs])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions (M, n) for sequences x: (M, n, T, 2), one set per network, or (n, T, 2), shared."""
+        if x.dim() == 3:
+            x = x.expand(self.M, *x.shape)
+        M, n, T, _ = x.shape
+        if self.kind == "lstm":
+            return self._lstm_per_network(x)
+        # the input's contribution at every step and gate at once, time and gate first: (T, G, M, n, H)
+        G, H = GATES[self.kind], self.hidden
+        xw = torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H).permute(2, 3, 0, 1, 4)
+        relu = torch.tensor([name == "relu" for name in self.nonlinearities], device=x.device).view(-1, 1, 1)
+        h = _Unrolled.apply(xw.contiguous(), self.W_hh, self.b_hh, self.kind, relu)
+        return torch.baddbmm(self.b_out, h, self.W_out).squeeze(-1)
+
+    def _lstm_per_network(self, x: torch.Tensor) -> torch.Tensor:
+        """The LSTMs one by one, each through PyTorch's fused LSTM (oneDNN's on a CPU), which runs a
+        whole sequence faster than any batched cell written in Python."""
+        M, n, T, _ = x.shape
+        zeros = x.new_zeros(1, n, self.hidden)
+        last = []
+        for m in range(M):
+            weights = [self.W_ih[m].T.contiguous(), self.W_hh[m].T.contiguous(), self.b_ih[m, 0], self.b_hh[m, 0]]
+            out, _, _ = torch.lstm(x[m], (zeros, zeros), weights, True, 1, 0.0, True, False, True)
+            last.append(out[:, -1])
+        return torch.baddbmm(self.b_out, torch.stack(last), self.W_out).squeeze(-1)
+
+    def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` written with autograd through every time step: slower, and the reference
+        that ``_Unrolled``'s hand-written backward pass is tested against."""
+        if x.dim() == 3:
+            x = x.expand(self.M, *x.shape)
+        M, n, T, _ = x.shape
+        H = self.hidden
+        xw = torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, -1).unbind(2)
+        h = x.new_zeros(M, n, H)
+        if self.kind == "rnn":
+            for t in range(T):
+                h = self._act(torch.baddbmm(xw[t], h, self.W_hh) + self.b_hh)
+        elif self.kind == "lstm":
+            c = x.new_zeros(M, n, H)
+            for t in range(T):                            # gates in PyTorch's order: i, f, g, o
+                i_f, g, o = (torch.baddbmm(self.b_hh, h, self.W_hh) + xw[t]).split([2 * H, H, H], dim=-1)
+                i, f = torch.sigmoid(i_f).chunk(2, dim=-1)
+                c = f * c + i * torch.tanh(g)             # the cell state: c_t = f_t c_(t-1) + i_t g_t
+                h = torch.sigmoid(o) * torch.tanh(c)
+        else:                                            # GRU, gates r, z, n
+            for t in range(T):
+                h_rz, h_n = torch.baddbmm(self.b_hh, h, self.W_hh).split([2 * H, H], dim=-1)
+                x_rz, x_n = xw[t].split([2 * H, H], dim=-1)
+                r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
+                n_t = torch.tanh(x_n + r * h_n)
+                h = (1 - z) * n_t + z * h
+        return torch.baddbmm(self.b_out, h, self.W_out).squeeze(-1)
+
+    def mse(self, x: torch.Tensor, y: torch.Tensor) -> Array:
+        """Each network's mean squared error on shared sequences (n, T, 2) and targets (n,)."""
+        with torch.no_grad():
+            return ((self.forward(x) - y) ** 2).mean(1).double().cpu().numpy()
+
+    def input_gradients(self, x: torch.Tensor, y: torch.Tensor) -> Array:
+        """``recurrent.input_gradients`` for every network: (M, T), on shared sequences."""
+        xs = x.expand(self.M, *x.shape).clone().requires_grad_(True)
+        params = [p.detach() for p in self.parameters()]
+        saved = self.parameters()
+        self.set_parameters(params)
+        try:
+            loss = ((self.forward(xs) - y) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, xs)
+        finally:
+            self.set_parameters(saved)
+        return grad.norm(dim=-1).mean(dim=1).double().cpu().numpy()
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) as 2 sigmoid(2x) - 1: within 2e-7 of torch.tanh (float32 rounds 1 to 1.2e-7), and
+    two to three times faster on a CPU, where tanh is the costliest operation of a recurrent step."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+
+def _blocks(relu: torch.Tensor) -> list[tuple[bool, int, int]]:
+    """The runs of consecutive networks that share a nonlinearity: (is ReLU, first, last + 1)."""
+    flags = [bool(v) for v in relu.view(-1).tolist()]
+    blocks: list[tuple[bool, int, int]] = []
+    for m, flag in enumerate(flags):
+        if blocks and blocks[-1][0] == flag:
+            blocks[-1] = (flag, blocks[-1][1], m + 1)
+        else:
+            blocks.append((flag, m, m + 1))
+    return blocks
+
+
+class _Unrolled(torch.autograd.Function):
+    """The recurrence over all T steps for M networks at once, with the backward pass through
+    time written out by hand: a few batched operations per step on contiguous tensors, instead
+    of autograd's graph of a dozen nodes per step on slices of the gates. The gates are kept
+    gate-major, (G, M, n, H), so that each gate is one contiguous block.
+
+    Inputs: ``xw`` (T, G, M, n, H), the input's contribution x W_ih + b_ih at every step and gate;
+    ``W_hh`` (M, H, G H); ``b_hh`` (M, 1, G H) (G gates in PyTorch's order: 1 for the RNN; i, f, g,
+    o for the LSTM; r, z, n for the GRU); ``relu`` (M, 1, 1), which vanilla RNNs use ReLU rather
+    than tanh. Output: the last hidden state, (M, n, H). The equations (PyTorch's):
+
+    - RNN:  h_t = phi(a_t), a_t = xw_t + h_(t-1) W_hh + b_hh
+    - LSTM: (i, f, g, o) = (sigma, sigma, tanh, sigma)(a_t); c_t = f c_(t-1) + i g; h_t = o tanh(c_t)
+    - GRU:  (r, z) = sigma(xw_rz + (h W_hh + b_hh)_rz); n = tanh(xw_n + r (h W_hh + b_hh)_n);
+            h_t = (1 - z) n + z h_(t-1)
+    """
+
+    @staticmethod
+    def forward(ctx, xw, W_hh, b_hh, kind, relu):
+        T, G, M, n, H = xw.shape
+        Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
+        bg = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3)                          # (G, M, 1, H)
+        hs = xw.new_zeros(T + 1, M, n, H)                                       # h_0 ... h_T
+        repeat = (lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1 else (lambda h: h)
+        if kind == "rnn":
+            x_b = xw[:, 0] + bg[0]
+            blocks = _blocks(relu)
+            for t in range(T):
+                a = torch.baddbmm(x_b[t], hs[t], Wg)
+                for is_relu, i, j in blocks:              # each block written straight into h_(t+1)
+                    if is_relu:
+                        torch.clamp(a[i:j], min=0, out=hs[t + 1, i:j])
+                    else:                                 # _tanh, in place
+                        torch.sigmoid(a[i:j].mul_(2), out=hs[t + 1, i:j]).mul_(2).sub_(1)
+            ctx.blocks = blocks
+            ctx.save_for_backward(hs, Wg, relu)
+        elif kind == "lstm":
+            # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
+            scale = xw.new_ones(G, 1, 1, 1)
+            scale[2] = 2.0
+            x_b = (xw + bg) * scale.unsqueeze(0)
+            Wg2 = (Wg.view(G, M, H, H) * scale).view(G * M, H, H)
+            acts = xw.new_empty(T, G, M, n, H)            # i, f, g, o after their functions
+            slopes = xw.new_empty(T, G, M, n, H)          # their derivatives: s (1 - s), and 1 - g^2 for g
+            out_slope = xw.new_empty(T, M, n, H)          # dh_t/dc_t = o (1 - tanh(c_t)^2)
+            cs = xw.new_zeros(T + 1, M, n, H)
+            tanh_c = xw.new_empty(T, M, n, H)
+            for t in range(T):
+                a = torch.baddbmm(x_b[t].view(G * M, n, H), repeat(hs[t]), Wg2).view(G, M, n, H)
+                s = torch.sigmoid(a, out=acts[t])
+                torch.mul(s, 1 - s, out=slopes[t])
+                slopes[t, 2].mul_(4)                      # 1 - g^2 = 4 s (1 - s)
+                s[2].mul_(2).sub_(1)                      # g = tanh(a_g)
+                i, f, g, o = s.unbind(0)
+                torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
+                tc = tanh_c[t]
+                tc.copy_(_tanh(cs[t + 1]))
+                torch.mul(o, tc, out=hs[t + 1])
+                torch.mul(o, 1 - tc * tc, out=out_slope[t])
+            ctx.save_for_backward(hs, Wg, acts, slopes, out_slope, cs, tanh_c)
+        else:
+            gates = xw.new_empty(T, G, M, n, H)           # r, z, n
+            h_ns = xw.new_empty(T, M, n, H)               # (h W_hh + b_hh)_n, which r multiplies
+            bg_flat = bg.reshape(G * M, 1, H)
+            for t in range(T):
+                gh = torch.baddbmm(bg_flat, repeat(hs[t]), Wg).view(G, M, n, H)
+                torch.sigmoid(xw[t, :2] + gh[:2], out=gates[t, :2])
+                h_ns[t] = gh[2]
+                r, z = gates[t, 0], gates[t, 1]
+                gates[t, 2] = _tanh(torch.addcmul(xw[t, 2], r, gh[2]))
+                n_t = gates[t, 2]
+                torch.addcmul(n_t, z, hs[t] - n_t, out=hs[t + 1])        # (1 - z) n + z h
+            ctx.save_for_backward(hs, Wg, gates, h_ns)
+        ctx.kind = kind
+        return hs[T].clone()
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        kind = ctx.kind
+        hs, Wg = ctx.saved_tensors[:2]
+        T = hs.shape[0] - 1
+        M, n, H = grad_h.shape
+        G = Wg.shape[0] // M
+        W_t = Wg.transpose(1, 2).contiguous()
+        dh = grad_h.contiguous()
+        da = hs.new_empty(T, G, M, n, H)                  # the gradient at each gate's input (xw's)
+        if kind == "rnn":
+            relu = ctx.saved_tensors[2]
+            for t in range(T - 1, -1, -1):
+                for is_relu, i, j in ctx.blocks:
+                    h1 = hs[t + 1, i:j]
+                    torch.mul(dh[i:j], (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=da[t, 0, i:j])
+                dh = torch.bmm(da[t, 0], W_t)
+            d_hidden = da                                 # the gradient at h W_hh + b_hh
+        elif kind == "lstm":
+            acts, slopes, out_slope, cs, tanh_c = ctx.saved_tensors[2:]
+            dc = torch.zeros_like(dh)
+            for t in range(T - 1, -1, -1):
+                i, f, g, o = acts[t].unbind(0)
+                dc = torch.addcmul(dc, dh, out_slope[t])          # dL/dc_t
+                torch.mul(dc, g, out=da[t, 0])
+                torch.mul(dc, cs[t], out=da[t, 1])
+                torch.mul(dc, i, out=da[t, 2])
+                torch.mul(dh, tanh_c[t], out=da[t, 3])
+                da[t].mul_(slopes[t])                             # through each gate's function
+                dc = dc * f
+                dh = torch.bmm(da[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0)
+            d_hidden = da
+        else:
+            gates, h_ns = ctx.saved_tensors[2:]
+            r, z, n_all = gates.unbind(1)                 # each (T, M, n, H)
+            # the factors that do not depend on the incoming gradient, for all steps at once
+            to_n = (1 - z) * (1 - n_all * n_all)          # dh_t -> n's input
+            to_r = h_ns * r * (1 - r)                     # n's input -> r's input
+            to_z = (hs[:T] - n_all) * z * (1 - z)         # dh_t -> z's input
+            d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh
+            for t in range(T - 1, -1, -1):
+                dn = torch.mul(dh, to_n[t], out=da[t, 2])         # at n's input
+                torch.mul(dn, to_r[t], out=da[t, 0])
+                torch.mul(dh, to_z[t], out=da[t, 1])
+                d_hidden[t, :2] = da[t, :2]
+                torch.mul(dn, r[t], out=d_hidden[t, 2])
+                dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
+        # the weights' gradients, summed over all steps in one product each
+        h_prev = hs[:T].permute(1, 3, 0, 2).reshape(M, H, T * n)                      # (M, H, T n)
+        d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)             # (M, T n, G H)
+        dW = torch.bmm(h_prev, d_flat)
+        db = d_flat.sum(1, keepdim=True)
+        return da, dW, db, None, None
+
+
+def _check(configs: Sequence[RecurrentConfig], seeds: Sequence[int]) -> tuple[list[RecurrentConfig], list[int]]:
+    if isinstance(configs, RecurrentConfig) or not isinstance(configs, Sequence) or not configs:
+        raise TypeError("configs must be a non-empty list of RecurrentConfig, one per network")
+    for i, c in enumerate(configs):
+        checks.instance(c, f"configs[{i}]", RecurrentConfig, "a RecurrentConfig")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError("seeds must be a list with one seed per config")
+    seeds = [checks.seed(s, "every seed") for s in seeds]
+    if len(seeds) != len(configs):
+        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
+    shapes = {shape_of(c) for c in configs}
+    if len(shapes) > 1:
+        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)}")
+    return list(configs), seeds
+
+
+def train_many(configs: Sequence[RecurrentConfig], seeds: Sequence[int],
+               on: torch.device | None = None) -> list[RecurrentRun]:
+    """Train ``configs[i]`` from seed ``seeds[i]``, every i at once, as ``recurrent.train`` trains
+    one (the same initial weights and sequences; the numbers agree to float rounding). Returns
+    one ``RecurrentRun`` per network, in the order given."""
+    configs, seeds = _check(configs, seeds)
+    on = as_device(on)
+    start = time.perf_counter()
+    order = sorted(range(len(configs)), key=lambda i: (configs[i].nonlinearity, i))
+    # subnormal numbers (below 1.2e-38) arise in the backward pass through saturated gates; on a
+    # CPU each costs a hundred times an ordinary one, and at that size they carry nothing
+    flushed = torch.set_flush_denormal(True) if on.type == "cpu" else False
+    try:
+        runs = _Training([configs[i] for i in order], [seeds[i] for i in order], on).run()
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+    seconds = (time.perf_counter() - start) / len(configs)
+    result: list[RecurrentRun] = [runs[0]] * len(configs)
+    for k, i in enumerate(order):
+        runs[k].seconds = seconds
+        result[i] = runs[k]
+    return result
+
+
+class _Training:
+    def __init__(self, configs: list[RecurrentConfig], seeds: list[int], on: torch.device) -> None:
+        c0 = configs[0]
+        self.configs, self.seeds, self.on = configs, seeds, on
+        self.x_test, self.y_test = adding_problem(TEST_SEQUENCES, c0.length, torch.Generator().manual_seed(TEST_SEED), on)
+        self.streams, networks = [], []
+        for c, s in zip(configs, seeds):
+            self.streams.append(seed_all(s))          # the initial weights, and the sequences' own generator
+            networks.append(c.network())
+        self.stack = Stack(networks, [c.nonlinearity for c in configs], on)
+        for p in self.stack.parameters():
+            p.requires_grad_(True)
+        M = len(configs)
+        self.alive = list(range(M))
+        self.adam = torch.tensor([c.optimiser == "adam" for c in configs], device=on)
+        self.lr = torch.tensor([c.lr for c in configs], device=on)
+        self.clip = torch.tensor([c.clip if c.clip is not None else math.inf for c in configs], device=on)
+        self.m = [torch.zeros_like(p) for p in self.stack.parameters()]
+        self.v = [torch.zeros_like(p) for p in self.stack.parameters()]
+        self.t = 0
+        g = self.x_test[:GRADIENT_SEQUENCES], self.y_test[:GRADIENT_SEQUENCES]
+        self.grads_start = self.stack.input_gradients(*g)
+        steps = c0.steps
+        self.losses, self.norms = np.full((steps, M), math.nan), np.full((steps, M), math.nan)
+        self.updates = np.full((steps, M), math.nan)
+        self.stopped, self.clipped = [steps] * M, np.zeros(M)
+        self.mse, self.grads_end = np.full(M, math.nan), np.full((M, c0.length), math.nan)
+
+    def run(self) -> list[RecurrentRun]:
+        c0 = self.configs[0]
+        for step in range(c0.steps):
+            stack = self.stack
+            batch = [adding_problem(c0.batch, c0.length, self.streams[i], self.on) for i in self.alive]
+            x = torch.stack([b[0] for b in batch])
+            y = torch.stack([b[1] for b in batch])
+            params = stack.parameters()
+            for p in params:
+                p.grad = None
+            loss = ((stack.forward(x) - y) ** 2).mean(1)
+            loss.sum().backward()
+            with torch.no_grad():
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
+                                                             for p in params], 1), dim=1)
+                clip = self.clip[self.alive]
+                over = norm > clip
+                if bool(over.any()):
+                    factor = torch.where(over, clip / (norm + CLIP_EPS), torch.ones_like(norm))
+                    for p in params:
+                        p.grad.mul_(factor.view((-1,) + (1,) * (p.dim() - 1)))
+                update_sq = self._step(params)
+            losses = loss.detach().double().cpu().numpy()
+            self.losses[step, self.alive] = losses
+            self.norms[step, self.alive] = norm.double().cpu().numpy()
+            self.updates[step, self.alive] = update_sq.sqrt().double().cpu().numpy()
+            self.clipped[self.alive] += over.cpu().numpy()
+            bad = [k for k in range(stack.M) if not math.isfinite(losses[k])]
+            if bad:
+                self._drop(bad, step)
+                if not self.alive:
+                    break
+        if self.alive:
+            self._score(list(range(self.stack.M)))
+        return self._runs()
+
+    def _step(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """One step of each network's optimiser (torch.optim.Adam's or SGD's formulas); returns
+        each network's squared step length."""
+        self.t += 1
+        b1, b2 = ADAM_BETAS
+        any_adam, all_adam = bool(self.adam.any()), bool(self.adam.all())
+        squares = torch.zeros(len(self.alive), device=self.on)
+        for k, p in enumerate(params):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            g = p.grad
+            update = self.lr.view(shape) * g if not all_adam else None
+            if any_adam:
+                self.m[k].lerp_(g, 1 - b1)
+                self.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (self.v[k].sqrt() / math.sqrt(1 - b2 ** self.t)).add_(ADAM_EPS)
+                adam = (self.lr.view(shape) / (1 - b1 ** self.t)) * self.m[k] / denom
+                update = adam if update is None else torch.where(self.adam.view(shape), adam, update)
+            before = p.detach().clone()
+            p.sub_(update)
+            squares += ((p.detach() - before) ** 2).flatten(1).sum(1)
+        return squares
+
+    def _drop(self, rows: list[int], step: int) -> None:
+        for k in rows:
+            self.stopped[self.alive[k]] = step + 1
+        self._score(rows)
+        keep = [k for k in range(self.stack.M) if k not in rows]
+        self.alive = [self.alive[k] for k in keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.on)
+        self.stack = self.stack.select(keep)
+        for p in self.stack.parameters():
+            p.requires_grad_(True)
+        self.adam, self.lr, self.clip = self.adam[index], self.lr[index], self.clip  # clip stays indexed by alive
+        self.m = [t.index_select(0, index) for t in self.m]
+        self.v = [t.index_select(0, index) for t in self.v]
+
+    def _score(self, rows: list[int]) -> None:
+        part = self.stack if len(rows) == self.stack.M else self.stack.select(rows)
+        originals = [self.alive[k] for k in rows]
+        self.mse[originals] = part.mse(self.x_test, self.y_test)
+        self.grads_end[originals] = part.input_gradients(self.x_test[:GRADIENT_SEQUENCES],
+                                                         self.y_test[:GRADIENT_SEQUENCES])
+
+    def _runs(self) -> list[RecurrentRun]:
+        runs = []
+        for i, (c, s) in enumerate(zip(self.configs, self.seeds)):
+            n = self.stopped[i]
+            error = float(self.mse[i])
+            runs.append(RecurrentRun(c, s, self.losses[:n, i].copy(), self.norms[:n, i].copy(),
+                                     self.updates[:n, i].copy(), error, 1.0 - error / BASELINE_MSE,
+                                     self.grads_start[i].copy(), self.grads_end[i].copy(),
+                                     float(self.clipped[i]) / max(1, n), 0.0))
+        return runs

@@ -1,0 +1,549 @@
+"""Many testbed networks trained at once, as one batched model (chapter 4).
+
+``testbed.train`` trains one ``DeepMLP``; a step of a network this small costs a few
+milliseconds of framework overhead and almost no arithmetic. ``train_many(configs, data, seeds)``
+trains M networks of the same shape (depth, width, steps, batch size) as one model whose weights
+have a leading "model" axis, (M, n_in, n_out), so that one batched matrix product
+(``torch.baddbmm``) runs all of them, each on its own mini-batches, and the overhead of a step
+is paid once for all M.
+
+Everything else may differ from network to network: the activation function (applied to each
+contiguous run of models that share it), the initialisation, batch normalisation (statistics per
+model and unit), residual connections and their scale (fixed or learned), auxiliary classifiers,
+the optimiser (SGD, momentum, Adam: all elementwise, so batched is exact), the learning rate, L2
+and clipping (by each model's own gradient norm). Each network starts from exactly the weights
+``testbed.train`` would give it (it is built by ``testbed.DeepMLP`` with the same seed and
+copied in) and sees the same mini-batches in the same order, so the two agree to float rounding;
+``tests/test_testbed_batched.py`` checks that they do. The result is one ``testbed.Run`` per
+network, with the probe's per-layer record of every ``probe_every``-th step, measured per model.
+"""
+
+from __future__ import annotations
+
+from ._optional import require
+
+require("torch", __name__)   # first: without torch, a message that says what to install
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checks
+from .degeneracy import spectrum_effective_rank
+from .probe import METRICS, ProbeHistory
+from .testbed import LEAKY_SLOPE, N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
+from .torchutil import seed_all
+
+Array = np.ndarray
+SHAPE_FIELDS = ("depth", "width", "steps", "batch_size")
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1                 # nn.BatchNorm1d's defaults
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8       # torch.optim.Adam's defaults
+SATURATION = 0.1                                 # the probe's default: below 10% of the largest slope
+FINAL_IMAGES = 1000                              # Probe.measure on the first 1,000 validation images
+
+
+def shape_of(config: Config) -> tuple[int, ...]:
+    """What networks trained together must share: (depth, width, steps, batch_size)."""
+    checks.instance(config, "config", Config, "a testbed.Config")
+    return tuple(getattr(config, f) for f in SHAPE_FIELDS)
+
+
+@dataclass
+class Tracked:
+    """What ``train_many(..., track_every=k)`` records every k steps on ``track_images``
+    validation images, in evaluation mode: ``steps``; the validation ``accuracy`` of each model
+    (models x records); and the 15th, 50th and 85th percentiles of the input to the activation
+    function (after batch normalisation, where there is one) of the last hidden layer's first
+    ``track_units`` units (models x records x units x 3)."""
+
+    steps: Array
+    accuracy: Array
+    percentiles: Array
+
+
+class _Stack:
+    """M testbed networks of one shape as batched tensors (weights (M, n_in, n_out)), with each
+    network's settings as per-model tensors. ``select(rows)`` keeps some of the models."""
+
+    def __init__(self, configs: Sequence[Config], seeds: Sequence[int], n_in: int, on: torch.device) -> None:
+        self.configs, self.M, self.on = list(configs), len(configs), on
+        c0 = configs[0]
+        self.depth, self.width = c0.depth, c0.width
+        sizes = [n_in] + [c0.width] * c0.depth
+        models, self.orders = [], []
+        for c, s in zip(configs, seeds):
+            self.orders.append(seed_all(s))          # the initial weights and the batch order, as in train
+            models.append(DeepMLP(c, n_in=n_in))
+        stack = lambda ts: torch.stack([t.detach().to(torch.float32) for t in ts]).to(on)  # noqa: E731
+        self.W = [stack([m.blocks[l].linear.weight.T for m in models]) for l in range(self.depth)]
+        self.b = [stack([m.blocks[l].linear.bias if m.blocks[l].linear.bias is not None
+                         else torch.zeros(sizes[l + 1]) for m in models]).unsqueeze(1) for l in range(self.depth)]
+        self.head_W = stack([m.head.weight.T for m in models])
+        self.head_b = stack([m.head.bias for m in models]).unsqueeze(1)
+        self.bn = torch.tensor([c.batch_norm for c in configs], device=on).view(-1, 1, 1)
+        self.gamma = [stack([m.blocks[l].norm.weight if c.batch_norm else torch.ones(sizes[l + 1])
+                             for m, c in zip(models, configs)]).unsqueeze(1) for l in range(self.depth)]
+        self.beta = [stack([m.blocks[l].norm.bias if c.batch_norm else torch.zeros(sizes[l + 1])
+                            for m, c in zip(models, configs)]).unsqueeze(1) for l in range(self.depth)]
+        self.running_mean = [torch.zeros(self.M, 1, sizes[l + 1], device=on) for l in range(self.depth)]
+        self.running_var = [torch.ones(self.M, 1, sizes[l + 1], device=on) for l in range(self.depth)]
+        # residual blocks: h + scale * a where the block's input and output have the same width
+        # (from the second hidden layer on: the first one's input is the image)
+        self.res = torch.tensor([c.residual for c in configs], device=on).view(-1, 1, 1)
+        self.res_from = 0 if n_in == c0.width else 1
+        self.scale = torch.tensor([[c.residual_scale] * self.depth for c in configs],
+                                  device=on).view(self.M, self.depth, 1, 1)
+        self.learn_scale = torch.tensor([c.residual and c.learn_scale for c in configs], device=on)
+        self.noise = [c.bn_noise for c in configs]
+        self.noise_generators = [noise_generator(s) if c.bn_noise > 0 else None for c, s in zip(configs, seeds)]
+        # auxiliary classifiers: heads at the union of every model's positions, weighted 0 where a model has none
+        self.aux_at = sorted({l for m in models for l in m.aux_at})
+        self.aux_W, self.aux_b, weights, members = [], [], [], []
+        for l in self.aux_at:
+            heads = [m.aux[m.aux_at.index(l)] if l in m.aux_at else None for m in models]
+            self.aux_W.append(stack([h.weight.T if h is not None else torch.zeros(c0.width, N_CLASSES) for h in heads]))
+            self.aux_b.append(stack([h.bias if h is not None else torch.zeros(N_CLASSES) for h in heads]).unsqueeze(1))
+            weights.append([c.aux_weight if h is not None else 0.0 for c, h in zip(configs, heads)])
+            members.append([h is not None for h in heads])
+        heads = len(self.aux_at)
+        self.aux_weight = torch.tensor(weights, dtype=torch.float32, device=on).reshape(heads, self.M).T.contiguous()
+        self.aux_member = torch.tensor(members, dtype=torch.bool).reshape(heads, self.M).T.contiguous()
+        self._settle()
+
+    def _settle(self) -> None:
+        """What follows from the per-model settings: which features are in use, the runs of
+        models that share an activation function, the bias mask."""
+        self.M = len(self.configs)
+        self.any_bn, self.any_res = bool(self.bn.any()), bool(self.res.any())
+        self.any_noise = any(a > 0 for a in self.noise)
+        self.learning_scales = bool(self.learn_scale.any())
+        self.bias_mask = (~self.bn).float()
+        self.runs: list[tuple[str, int, int]] = []        # (activation, first model, last model + 1)
+        for i, c in enumerate(self.configs):
+            if self.runs and self.runs[-1][0] == c.activation:
+                self.runs[-1] = (c.activation, self.runs[-1][1], i + 1)
+            else:
+                self.runs.append((c.activation, i, i + 1))
+        if len({a for a, _, _ in self.runs}) != len(self.runs):
+            raise ValueError("models that share an activation function must be next to each other")
+
+    def select(self, rows: Sequence[int]) -> "_Stack":
+        """A stack of the models ``rows`` (copies of their tensors, no gradients)."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.on)
+        pick = lambda t: t.detach().index_select(0, index.to(t.device))  # noqa: E731
+        new = copy.copy(self)
+        for name in ("W", "b", "gamma", "beta", "running_mean", "running_var", "aux_W", "aux_b"):
+            setattr(new, name, [pick(t) for t in getattr(self, name)])
+        for name in ("head_W", "head_b", "bn", "res", "scale", "learn_scale", "aux_weight", "aux_member"):
+            setattr(new, name, pick(getattr(self, name)))
+        new.configs = [self.configs[i] for i in rows]
+        new.orders = [self.orders[i] for i in rows]
+        new.noise = [self.noise[i] for i in rows]
+        new.noise_generators = [self.noise_generators[i] for i in rows]
+        new._settle()
+        return new
+
+    # --- parameters ------------------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, torch.Tensor]]:
+        """(kind, tensor) for every trained tensor; kind 'weight' (L2 applies), 'bias', 'norm'
+        or 'scale'."""
+        params = [("weight", w) for w in self.W] + [("bias", b) for b in self.b]
+        if self.any_bn:
+            params += [("norm", g) for g in self.gamma] + [("norm", b) for b in self.beta]
+        params += [("weight", self.head_W), ("bias", self.head_b)]
+        params += [("weight", w) for w in self.aux_W] + [("bias", b) for b in self.aux_b]
+        if self.learning_scales:
+            params.append(("scale", self.scale))
+        return params
+
+    # --- the forward pass ------------------------------------------------------------------------
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        if len(self.runs) == 1:
+            return _ACTIVATIONS[self.runs[0][0]](z)
+        return torch.cat([_ACTIVATIONS[name](z[i:j]) for name, i, j in self.runs])
+
+    def forward(self, x: torch.Tensor, training: bool, keep: bool = False, inputs_of_last: bool = False):
+        """Logits (M, B, 10), auxiliary logits, and (if ``keep``) each hidden layer's activations;
+        with ``inputs_of_last`` also the last hidden layer's pre-activations. ``x`` is (M, B, n_in),
+        one batch per model, or (B, n_in), shared."""
+        h, acts, aux, z_last = x, [], [], None
+        for l in range(self.depth):
+            bias = self.b[l] * self.bias_mask
+            z = torch.baddbmm(bias, h, self.W[l]) if h.dim() == 3 else torch.matmul(h, self.W[l]) + bias
+            if self.any_bn:
+                z = torch.where(self.bn, self.batch_norm(z, l, training), z)
+                if training and self.any_noise:
+                    z = self.add_noise(z)
+            if inputs_of_last and l == self.depth - 1:
+                z_last = z.detach()
+            a = self.activate(z)
+            if keep:
+                if a.requires_grad:
+                    a.retain_grad()
+                acts.append(a)
+            if self.any_res and l >= self.res_from:
+                h = torch.where(self.res, h + self.scale[:, l] * a, a)
+            else:
+                h = a
+            if l + 1 in self.aux_at:
+                k = self.aux_at.index(l + 1)
+                aux.append(torch.baddbmm(self.aux_b[k], h, self.aux_W[k]))
+        logits = torch.baddbmm(self.head_b, h, self.head_W)
+        return logits, aux, acts, z_last
+
+    def add_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """``Config.bn_noise``: each noisy model's own draw for this layer and step."""
+        draws = [noise_draw(g, a, z.shape[-1]) if a > 0 else torch.tensor([[0.0], [0.0]]).expand(2, z.shape[-1])
+                 for g, a in zip(self.noise_generators, self.noise)]
+        u, v = torch.stack(draws).to(z.device).unsqueeze(2).unbind(1)        # (M, 1, units) each
+        return z * (1 + u) + v
+
+    def batch_norm(self, z: torch.Tensor, l: int, training: bool) -> torch.Tensor:
+        """nn.BatchNorm1d of layer l for every model at once: each (model, unit) is one channel of
+        F.batch_norm, with its own statistics over the model's batch (and its running averages)."""
+        M, B, N = z.shape
+        flat = z.transpose(0, 1).reshape(B, M * N)
+        out = F.batch_norm(flat, self.running_mean[l].view(-1), self.running_var[l].view(-1),
+                           self.gamma[l].view(-1), self.beta[l].view(-1), training, BN_MOMENTUM, BN_EPS)
+        return out.view(B, M, N).transpose(0, 1)
+
+    def loss(self, logits: torch.Tensor, aux: list, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each model's main cross-entropy (M,) and its total loss with the auxiliary terms."""
+        M, B = y.shape
+        ce = lambda out: F.cross_entropy(out.reshape(M * B, -1), y.reshape(-1), reduction="none").view(M, B).mean(1)  # noqa: E731
+        main = ce(logits)
+        total = main
+        for k, out in enumerate(aux):
+            total = total + self.aux_weight[:, k] * ce(out)
+        return main, total
+
+    def accuracies(self, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> tuple[Array, Array]:
+        """The fraction of (x, y) each model classifies right, in evaluation mode, (M,), and that
+        of each auxiliary head, (M, heads)."""
+        right = torch.zeros(self.M, dtype=torch.float64)
+        aux_right = torch.zeros(self.M, len(self.aux_at), dtype=torch.float64)
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                logits, aux_logits, _, _ = self.forward(x[i:i + batch], training=False)
+                right += (logits.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
+                for k, a in enumerate(aux_logits):
+                    aux_right[:, k] += (a.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
+        return (right / len(x)).numpy(), (aux_right / len(x)).numpy()
+
+
+def _leaky(z: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(z, LEAKY_SLOPE)
+
+
+_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "leaky_relu": _leaky}
+
+
+class _Optimiser:
+    """SGD, SGD with momentum 0.9 and Adam, each model with its own kind, learning rate and L2,
+    written out as torch.optim.SGD and Adam compute them (elementwise, so batched is exact)."""
+
+    def __init__(self, configs: Sequence[Config], params: list[tuple[str, torch.Tensor]]) -> None:
+        on = params[0][1].device
+        self.params, self.step_count = params, 0
+        self.adam = torch.tensor([c.optimiser == "adam" for c in configs], device=on)
+        self.lr = torch.tensor([c.lr for c in configs], device=on)
+        self.mu = torch.tensor([0.9 if c.optimiser == "momentum" else 0.0 for c in configs], device=on)
+        self.l2 = torch.tensor([c.l2 for c in configs], device=on)
+        self.buf: list[torch.Tensor | None] = [None] * len(params)
+        self.m = [torch.zeros_like(p) for _, p in params]
+        self.v = [torch.zeros_like(p) for _, p in params]
+
+    def select(self, rows: Sequence[int], params: list[tuple[str, torch.Tensor]]) -> None:
+        """Keep the state of the models ``rows`` only, for their new ``params``."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.lr.device)
+        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
+        self.params = params
+        self.adam, self.lr, self.mu, self.l2 = pick(self.adam), pick(self.lr), pick(self.mu), pick(self.l2)
+        self.buf, self.m, self.v = [pick(t) for t in self.buf], [pick(t) for t in self.m], [pick(t) for t in self.v]
+
+    def step(self) -> None:
+        self.step_count += 1
+        t = self.step_count
+        b1, b2 = ADAM_BETAS
+        any_adam, all_adam, any_l2 = bool(self.adam.any()), bool(self.adam.all()), bool((self.l2 > 0).any())
+        with torch.no_grad():
+            for i, (kind, p) in enumerate(self.params):
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                g = p.grad
+                if g is None:
+                    continue
+                if kind == "weight" and any_l2:
+                    g = g + self.l2.view(shape) * p
+                update = None
+                if not all_adam:          # torch.optim.SGD: buf = g at the first step, then mu buf + g
+                    self.buf[i] = g.clone() if self.buf[i] is None else self.buf[i].mul_(self.mu.view(shape)).add_(g)
+                    update = self.lr.view(shape) * self.buf[i]
+                if any_adam:              # torch.optim.Adam, with its bias corrections
+                    self.m[i].lerp_(g, 1 - b1)
+                    self.v[i].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    denom = (self.v[i].sqrt() / math.sqrt(1 - b2 ** t)).add_(ADAM_EPS)
+                    adam = (self.lr.view(shape) / (1 - b1 ** t)) * self.m[i] / denom
+                    update = adam if update is None else torch.where(self.adam.view(shape), adam, update)
+                p.sub_(update)
+
+
+def _check(configs: Sequence[Config], data: Data, seeds: Sequence[int]) -> tuple[list[Config], list[int]]:
+    if isinstance(configs, Config) or not isinstance(configs, Sequence) or not configs:
+        raise TypeError("configs must be a non-empty list of testbed.Config, one per network")
+    for i, c in enumerate(configs):
+        checks.instance(c, f"configs[{i}]", Config, "a testbed.Config")
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError("seeds must be a list with one seed per config")
+    seeds = [checks.seed(s, "every seed") for s in seeds]
+    if len(seeds) != len(configs):
+        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
+    shapes = {shape_of(c) for c in configs}
+    if len(shapes) > 1:
+        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)} "
+                         f"(group them with shape_of, or use testbed.Runner, which does)")
+    return list(configs), seeds
+
+
+def train_many(configs: Sequence[Config], data: Data, seeds: Sequence[int], *, probe_every: int = 25,
+               track_every: int = 0, track_images: int = 1000, track_units: int = 1) -> list[Run]:
+    """Train ``DeepMLP(configs[i])`` from seed ``seeds[i]``, every i at once, as ``testbed.train``
+    trains one (the same initial weights and mini-batches; the numbers agree to float rounding).
+    Returns one ``testbed.Run`` per network, in the order given. With ``track_every`` = k > 0,
+    each run also gets ``run.tracked`` (a ``Tracked`` of its own: see there)."""
+    configs, seeds = _check(configs, data, seeds)
+    probe_every = checks.integer(probe_every, "probe_every")
+    track_every = checks.integer(track_every, "track_every", 0)
+    track_images = min(checks.integer(track_images, "track_images", 1), len(data.x_val))
+    track_units = checks.integer(track_units, "track_units", 1, at_most=configs[0].width)
+    start = time.perf_counter()
+    order = sorted(range(len(configs)), key=lambda i: (configs[i].activation, i))   # one run per activation
+    runs = _Training([configs[i] for i in order], data, [seeds[i] for i in order], probe_every,
+                     track_every, track_images, track_units).run()
+    seconds = (time.perf_counter() - start) / len(configs)
+    result: list[Run] = [runs[0]] * len(configs)
+    for k, i in enumerate(order):
+        runs[k].seconds = seconds
+        result[i] = runs[k]
+    return result
+
+
+def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
+    """``testbed.moments_at_init`` for every seed at once: E[a_l^2] and E[g_l^2] of freshly
+    initialised ``DeepMLP(config)`` networks on one batch (x, y), arrays (seeds, depth)."""
+    seeds = checks.seeds(seeds)
+    stack = _Stack([config] * len(seeds), seeds, x.shape[1], x.device)
+    for _, p in stack.parameters():
+        p.requires_grad_(True)
+    logits, _, acts, _ = stack.forward(x, training=True, keep=True)
+    main, _ = stack.loss(logits, [], y.expand(len(seeds), -1))
+    main.sum().backward()
+    stats = activation_stats(stack, [a.detach() for a in acts])
+    forward = stats["act_std"] ** 2 + stats["act_mean"] ** 2
+    backward = np.stack([a.grad.double().pow(2).flatten(1).mean(1).cpu().numpy() for a in acts], axis=1)
+    return forward, backward
+
+
+class _Training:
+    """The training loop of ``train_many``. A model whose loss or gradient stops being finite is
+    scored as it is (as ``testbed.train`` scores a diverged network) and leaves the stack."""
+
+    def __init__(self, configs: list[Config], data: Data, seeds: list[int], probe_every: int, track_every: int,
+                 track_images: int, track_units: int) -> None:
+        self.configs, self.seeds, self.data = configs, seeds, data
+        self.probe_every, self.track_every, self.track_units = probe_every, track_every, track_units
+        self.track_x, self.track_y = data.x_val[:track_images], data.y_val[:track_images]
+        on = data.x_train.device
+        self.stack = _Stack(configs, seeds, data.x_train.shape[1], on)
+        self.alive = list(range(len(configs)))          # the original index of each model in the stack
+        self.aux_member = self.stack.aux_member.clone()
+        self._start_parameters()
+        self.optimiser = _Optimiser(configs, self.params)
+        self.clip = torch.tensor([c.clip if c.clip is not None else math.inf for c in configs], device=on)
+        M, steps = len(configs), configs[0].steps
+        self.losses, self.norms = torch.full((steps, M), math.nan), torch.full((steps, M), math.nan)
+        self.stopped, self.diverged = [steps] * M, [False] * M
+        self.clipped = torch.zeros(M)
+        self.accuracy, self.aux_accuracy = np.full(M, math.nan), np.full((M, len(self.stack.aux_at)), math.nan)
+        self.records: list[tuple[int, list[int], dict[str, Array]]] = []
+        self.tracked: list[tuple[int, list[int], Array, Array]] = []
+        self.final: dict[int, dict[str, Array]] = {}
+
+    def _start_parameters(self) -> None:
+        self.params = self.stack.parameters()
+        for _, p in self.params:
+            p.requires_grad_(True)
+
+    def run(self) -> list[Run]:
+        c0, data = self.configs[0], self.data
+        n, m = len(data.y_train), c0.batch_size
+        queues: list[list[torch.Tensor]] = [[] for _ in self.configs]
+        for step in range(c0.steps):
+            stack = self.stack
+            for i in self.alive:
+                if not queues[i]:
+                    batches = list(torch.randperm(n, generator=stack.orders[self.alive.index(i)]).to(
+                        data.x_train.device).split(m))[::-1]
+                    queues[i] = [b for b in batches if len(b) == m] or batches
+            idx = torch.cat([queues[i].pop() for i in self.alive])
+            x = data.x_train.index_select(0, idx).view(stack.M, m, -1)
+            y = data.y_train.index_select(0, idx).view(stack.M, m)
+            if self.track_every and step % self.track_every == 0:
+                self._track(step)
+            record = step % self.probe_every == 0
+            if record:
+                before = [w.detach().clone() for w in stack.W]
+            logits, aux, acts, _ = stack.forward(x, training=True, keep=record)
+            main, total = stack.loss(logits, aux, y)
+            for _, p in self.params:
+                p.grad = None
+            total.sum().backward()
+            with torch.no_grad():
+                if stack.learning_scales:
+                    stack.scale.grad.mul_(stack.learn_scale.view(-1, 1, 1, 1))    # only the models that learn them
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
+                                                             for _, p in self.params if p.grad is not None], 1), dim=1)
+                if record:
+                    rows = _probe_row(stack, acts)       # the gradients before clipping, as the probe sees them
+                clip = self.clip.index_select(0, torch.tensor(self.alive, device=self.clip.device))
+                if bool(torch.isfinite(clip).any()):
+                    over = norm > clip
+                    factor = torch.where(over, clip / norm, torch.ones_like(norm))
+                    for _, p in self.params:
+                        if p.grad is not None:
+                            p.grad.mul_(factor.view((-1,) + (1,) * (p.dim() - 1)))
+                    self.clipped[self.alive] += over.float().cpu()
+            self.optimiser.step()
+            if record:
+                with torch.no_grad():
+                    rows["update_ratio"] = np.stack([((w - w0).flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1))
+                                                     .double().cpu().numpy() for w, w0 in zip(stack.W, before)], 1)
+                    rows["weight_norm"] = np.stack([w0.flatten(1).norm(dim=1).double().cpu().numpy() for w0 in before], 1)
+                self.records.append((step, list(self.alive), rows))
+            main, norm = main.detach().cpu(), norm.cpu()
+            self.losses[step, self.alive], self.norms[step, self.alive] = main, norm
+            bad = ~(torch.isfinite(main) & torch.isfinite(norm))
+            if bool(bad.any()):
+                self._drop([k for k in range(stack.M) if bad[k]], step)
+                if not self.alive:
+                    break
+        if self.track_every and self.alive:
+            self._track(c0.steps)
+        if self.alive:
+            self._score(list(range(self.stack.M)), final=True)
+        return self._runs()
+
+    def _drop(self, rows: list[int], step: int) -> None:
+        """Models ``rows`` of the stack diverged at ``step``: score them as they are, then train on
+        without them."""
+        for k in rows:
+            i = self.alive[k]
+            self.stopped[i], self.diverged[i] = step + 1, True
+        self._score(rows, final=False)
+        keep = [k for k in range(self.stack.M) if k not in rows]
+        self.alive = [self.alive[k] for k in keep]
+        if not keep:
+            return
+        self.stack = self.stack.select(keep)
+        self._start_parameters()
+        self.optimiser.select(keep, self.params)
+
+    def _score(self, rows: list[int], final: bool) -> None:
+        """Validation accuracy of the models ``rows`` of the stack (and, after training, the
+        probe's activation statistics on the first 1,000 validation images)."""
+        part = self.stack if len(rows) == self.stack.M else self.stack.select(rows)
+        accuracy, aux = part.accuracies(self.data.x_val, self.data.y_val)
+        originals = [self.alive[k] for k in rows]
+        self.accuracy[originals], self.aux_accuracy[originals] = accuracy, aux
+        if final:
+            with torch.no_grad():
+                _, _, acts, _ = part.forward(self.data.x_val[:FINAL_IMAGES], training=False, keep=True)
+            stats = activation_stats(part, acts)
+            for k, i in enumerate(originals):
+                self.final[i] = {name: v[k] for name, v in stats.items()}
+
+    def _track(self, step: int) -> None:
+        stack = self.stack
+        with torch.no_grad():
+            logits, _, _, z = stack.forward(self.track_x, training=False, inputs_of_last=True)
+            accuracy = (logits.argmax(-1) == self.track_y).double().mean(1).cpu().numpy()
+            q = torch.tensor([0.15, 0.5, 0.85], dtype=torch.float64, device=z.device)
+            percentiles = torch.quantile(z[:, :, :self.track_units].double(), q, dim=1)   # (3, M, units)
+        self.tracked.append((step, list(self.alive), accuracy, percentiles.permute(1, 2, 0).cpu().numpy()))
+
+    def _runs(self) -> list[Run]:
+        depth = self.configs[0].depth
+        names = [f"hidden {l}" for l in range(1, depth + 1)]
+        runs = []
+        for i, (c, s) in enumerate(zip(self.configs, self.seeds)):
+            rows = [(step, {k: r[k][alive.index(i)] for k in METRICS}) for step, alive, r in self.records if i in alive]
+            metrics = {k: np.array([r[k] for _, r in rows]).reshape(len(rows), depth) for k in METRICS}
+            history = ProbeHistory(list(names), np.array([step for step, _ in rows], dtype=int), metrics)
+            n = self.stopped[i]
+            aux = [float(self.aux_accuracy[i, k]) for k in range(len(self.stack.aux_at))
+                   if bool(self.aux_member[i, k])]
+            run = Run(c, s, float(self.accuracy[i]), self.losses[:n, i].double().numpy(),
+                      self.norms[:n, i].double().numpy(), history, self.final.get(i, {}), self.diverged[i],
+                      float(self.clipped[i]) / max(1, n), 0.0, aux)
+            if self.track_every:
+                mine = [(step, alive.index(i), a, p) for step, alive, a, p in self.tracked if i in alive]
+                run.tracked = Tracked(np.array([t[0] for t in mine]), np.array([t[2][t[1]] for t in mine]),
+                                      np.array([t[3][t[1]] for t in mine]))
+            runs.append(run)
+        return runs
+
+
+def _probe_row(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array]:
+    """The probe's per-layer numbers for every model at one recorded step (update_ratio and
+    weight_norm are added after the optimiser's step): arrays of shape (M, depth)."""
+    rows: dict[str, Array] = {}
+    rows["grad_norm"] = np.stack([w.grad.flatten(1).norm(dim=1).cpu().double().numpy() for w in stack.W], axis=1)
+    bias = np.stack([b.grad.flatten(1).norm(dim=1).cpu().double().numpy() for b in stack.b], axis=1)
+    rows["bias_grad_norm"] = np.where(stack.bn.view(-1, 1).cpu().numpy(), math.nan, bias)
+    rows["act_grad_rms"] = np.stack([a.grad.double().pow(2).flatten(1).mean(1).sqrt().cpu().numpy()
+                                     if a.grad is not None else np.full(stack.M, math.nan) for a in acts], axis=1)
+    rows.update(activation_stats(stack, [a.detach() for a in acts]))
+    return rows
+
+
+def activation_stats(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array]:
+    """The probe's activation statistics (act_mean, act_std, saturated, dead, eff_rank) of each
+    model and hidden layer, from activations (M, examples, units) per layer: (M, depth) each."""
+    M = stack.M
+    out = {k: np.full((M, len(acts)), math.nan) for k in ("act_mean", "act_std", "saturated", "dead", "eff_rank")}
+    spectra = []
+    for l, a in enumerate(acts):
+        a = a.double()
+        std, mean = torch.std_mean(a.flatten(1), dim=1)
+        out["act_mean"][:, l], out["act_std"][:, l] = mean.cpu().numpy(), std.cpu().numpy()
+        for name, i, j in stack.runs:
+            part = a[i:j]
+            if name == "sigmoid":
+                out["saturated"][i:j, l] = (part * (1 - part) < SATURATION / 4).double().flatten(1).mean(1).cpu().numpy()
+            elif name == "tanh":
+                out["saturated"][i:j, l] = (1 - part * part < SATURATION).double().flatten(1).mean(1).cpu().numpy()
+            else:
+                out["dead"][i:j, l] = (part <= 0).all(dim=1).double().mean(1).cpu().numpy()
+        finite = torch.isfinite(a).flatten(1).all(1)
+        centred = torch.where(finite.view(-1, 1, 1), a - a.mean(dim=1, keepdim=True), torch.zeros_like(a))
+        spectra.append((singular_values(centred).cpu().numpy(), finite.cpu().numpy()))
+    for l, (s, finite) in enumerate(spectra):
+        out["eff_rank"][:, l] = np.where(finite, spectrum_effective_rank(s), math.nan)
+    return out
+
+
+def singular_values(a: torch.Tensor) -> torch.Tensor:
+    """The singular values of each matrix of a batch (..., rows, columns), in float64, from the
+    eigenvalues of the smaller Gram matrix: much faster than an SVD for the probe's tall
+    (examples x units) matrices, and as accurate wherever a singular value is above about 1e-7
+    of the largest, which is all an effective rank can see."""
+    a = a.double()
+    gram = a.mT @ a if a.shape[-2] >= a.shape[-1] else a @ a.mT
+    return torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(-1)

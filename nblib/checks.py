@@ -173,3 +173,19 @@ def labels(value: Any, name: str, n_classes: int | None = None, n_examples: int 
             span = f"[0, {top}]{owner}" if n_classes is not None else "[0, 2**63 - 1] (class indices)"
             raise ValueError(f"{name} must lie in {span}, got values from {low} to {high}")
     return arr
+
+
+def configs_with_seeds(configs: Any, seeds: Any, kind: type, what: str) -> tuple[list[Any], list[int]]:
+    """A non-empty list of ``kind`` objects (``what`` names the type, e.g. "testbed.Config") and
+    one seed for each, as two lists: what a trainer of many networks at once is handed."""
+    if isinstance(configs, kind) or not isinstance(configs, Sequence) or isinstance(configs, (str, bytes)) \
+            or not configs:
+        raise TypeError(f"configs must be a non-empty list of {what}, one per network")
+    for i, c in enumerate(configs):
+        instance(c, f"configs[{i}]", kind, f"a {what}")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError("seeds must be a list with one seed per config")
+    seeds = [seed(s, "every seed") for s in seeds]
+    if len(seeds) != len(configs):
+        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
+    return list(configs), seeds

@@ -9,14 +9,17 @@ nothing outside a book build, e.g. on Colab.
 from __future__ import annotations
 
 import html
+import math
+from numbers import Real
 from collections.abc import Mapping
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import is_color_like
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize, is_color_like
 
-from . import checks
+from . import checks, stats
 
 Array = np.ndarray
 # The colours of the book's figures, in order (ColorBrewer Dark2): depths, layers, variants.
@@ -229,3 +232,122 @@ def singular_value_picture(matrix: Array, *, ax: plt.Axes | None = None, title: 
 
 
 # --- figures added for chapters 4 and 5 (keep this line) ---
+def short_number(x: float, decimals: int = 2) -> str:
+    """A number for a table: ``decimals`` decimals between 0.01 and 1000 (and for 0), two
+    significant digits otherwise, and a dash for NaN."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
+        raise TypeError(f"x must be a real number, got {x!r}")
+    decimals = checks.integer(decimals, "decimals", 0, at_most=20)
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:.{decimals}f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.2g}"
+
+
+def results_table(summaries: Mapping[str, Any], caption: str = "") -> Table:
+    """One row per variant, from its summary over seeds (``testbed.summarise``: arrays with one
+    value per seed): accuracy (mean ± sd and range), the first-to-last gradient ratio at the start
+    and the end (geometric mean over seeds), dead units, effective rank, diverged runs and time."""
+    fields = ("accuracy", "ratio_start", "ratio_end", "dead", "eff_rank", "diverged", "seconds")
+    if not isinstance(summaries, Mapping) or not summaries:
+        raise TypeError(f"summaries must be a non-empty dict {{variant name: summary}}, got {summaries!r:.60}")
+    for name, s in summaries.items():
+        if not all(hasattr(s, f) for f in fields):
+            raise TypeError(f"summaries[{name!r}] must be a summary over seeds (testbed.summarise(runs)), "
+                            f"got {type(s).__name__}")
+    checks.text(caption, "caption")
+    rows = []
+    for name, s in summaries.items():
+        lo, hi = np.min(s.accuracy), np.max(s.accuracy)
+        rows.append([name, mean_sd(s.accuracy), f"{lo:.1f} – {hi:.1f}",
+                     short_number(stats.geometric_mean(s.ratio_start)), short_number(stats.geometric_mean(s.ratio_end)),
+                     short_number(stats.finite_mean(s.dead), 1), short_number(stats.finite_mean(s.eff_rank), 1),
+                     f"{int(np.sum(s.diverged))}/{len(s.diverged)}", f"{np.mean(s.seconds):.1f}"])
+    header = ["variant", "accuracy (%)", "range (%)", "grad ratio, start", "grad ratio, end", "dead units (%)",
+              "effective rank", "diverged", "time (s)"]
+    return Table(header, rows, caption=caption)
+
+
+PROBE_LABELS = {
+    "grad_norm": r"$\|\partial L/\partial W\|$",
+    "bias_grad_norm": r"$\|\partial L/\partial b\|$",
+    "update_ratio": r"$\|\Delta W\| / \|W\|$",
+    "weight_norm": r"$\|W\|$",
+    "act_mean": "activation mean",
+    "act_std": "activation std",
+    "act_grad_rms": r"rms of $\partial L/\partial a$",
+    "saturated": "fraction saturated",
+    "dead": "fraction of dead units",
+    "eff_rank": "effective rank",
+}
+PROBE_LOG_METRICS = {"grad_norm", "bias_grad_norm", "update_ratio", "weight_norm", "act_std", "act_grad_rms"}
+
+
+def plot_probe_history(history: Any, metrics: Sequence[str] = ("grad_norm", "update_ratio", "act_std",
+                                                                   "eff_rank"),
+                 *, title: str, axes: Sequence | None = None, smooth: int = 1, ncols: int = 2,
+                 layers: Sequence[int] | None = None) -> Sequence:
+    """The per-layer picture over training: one panel per metric (``ncols`` to a row, 8 inches
+    wide: the book's width), one line per layer coloured from the input side (dark) to the
+    output side (light), with a colour bar naming the layers when there are more than six (a
+    legend otherwise). Returns the axes.
+
+    ``smooth`` averages each line over that many consecutive records (mini-batch gradients are
+    noisy); ``layers`` (numbers from 1) draws only those layers, so that every line can be seen."""
+    if not all(hasattr(history, a) for a in ("layers", "steps", "metrics")):
+        raise TypeError(f"history must be what a probe recorded (probe.History, from probe.history() or a "
+                        f"testbed Run's .probe), got {type(history).__name__}")
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of metric names, got {metrics!r}")
+    for m in metrics:
+        if m not in history.metrics or m not in PROBE_LABELS:
+            raise ValueError(f"unknown metric {m!r}; this history holds {', '.join(history.metrics)}")
+    smooth = checks.integer(smooth, "smooth")
+    ncols = checks.integer(ncols, "ncols")
+    checks.text(title, "title")
+    if len(history.steps) == 0:
+        raise ValueError("history is empty: the probe recorded no step")
+    n = len(history.layers)
+    if layers is None:
+        shown = list(range(n))
+    else:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, np.ndarray)) or len(layers) == 0:
+            raise ValueError(f"layers must be a non-empty list of layer numbers from 1 to {n}, got {layers!r}")
+        shown = [checks.integer(l, "every entry of layers", 1, at_most=n) - 1 for l in layers]
+    if axes is None:
+        ncols = min(ncols, len(metrics))
+        nrows = -(-len(metrics) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(8, 2.7 * nrows + 0.5), squeeze=False, layout="constrained")
+        for ax in grid.ravel()[len(metrics):]:
+            ax.set_visible(False)
+        axes = list(grid.ravel()[:len(metrics)])
+        if title:
+            fig.suptitle(title)
+    elif isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)) \
+            or len(axes) != len(metrics) or not all(isinstance(ax, plt.Axes) for ax in np.ravel(axes)):
+        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
+    axes = list(np.ravel(axes))
+    cmap = plt.cm.viridis
+    colours = cmap(np.linspace(0, 0.9, n))
+    kernel = np.ones(smooth) / smooth
+    for ax, m in zip(axes, metrics):
+        values = history[m]
+        for l in shown:
+            y = values[:, l]
+            steps = history.steps
+            if smooth > 1 and len(y) >= smooth:
+                y, steps = np.convolve(y, kernel, mode="valid"), steps[smooth - 1:]
+            ax.plot(steps, y, color=colours[l], label=history.layers[l], linewidth=1.2)
+        ax.set(xlabel="training step", ylabel=PROBE_LABELS[m])
+        if m in PROBE_LOG_METRICS and np.nanmin(values) > 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig = axes[0].figure
+    if n > 6:
+        mappable = ScalarMappable(norm=Normalize(0.5, n + 0.5), cmap=ListedColormap(colours))
+        ticks = [l + 1 for l in shown] if len(shown) <= 8 else sorted({1, (n + 1) // 2, n})
+        bar = fig.colorbar(mappable, ax=axes, shrink=0.9, pad=0.02, ticks=ticks)
+        bar.set_label("hidden layer")
+    else:
+        axes[0].legend(fontsize="small", title="layer")
+    return axes
+

@@ -46,9 +46,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
-import matplotlib.pyplot as plt
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import ListedColormap, Normalize
 import numpy as np
 import torch
 from torch import nn
@@ -68,7 +65,7 @@ ACTIVATION_METRICS = ("act_mean", "act_std", "saturated", "dead", "eff_rank")
 
 
 @dataclass
-class ProbeHistory:
+class History:
     """What a probe recorded: ``steps[r]`` is the step number of record r, and each metric is an
     array with one row per record and one column per layer (named in ``layers``)."""
 
@@ -175,11 +172,11 @@ class Probe:
         stats = [self._activation_stats(a, act) for (_, act), a in zip(self.pairs, acts)]
         return {m: np.array([s[m] for s in stats]) for m in ACTIVATION_METRICS}
 
-    def history(self) -> ProbeHistory:
+    def history(self) -> History:
         """Everything recorded so far, as plain numpy arrays."""
         metrics = {m: np.array([row[m] for row in self._rows]).reshape(len(self._rows), len(self.pairs))
                    for m in METRICS}
-        return ProbeHistory(list(self.names), np.array(self._steps, dtype=int), metrics)
+        return History(list(self.names), np.array(self._steps, dtype=int), metrics)
 
     # --- internals -----------------------------------------------------------------------------
     def _attach(self, grads: dict | None, acts: list, act_grads: list | None, strays: list) -> list:
@@ -362,88 +359,3 @@ def _layers(model: nn.Module, layers) -> tuple[list[str], list[tuple[nn.Module, 
             if m is not None and id(m) not in inside:
                 raise ValueError(f"layers[{name!r}]: {type(m).__name__} is not part of the model")
     return [str(n) for n, _ in items], [pair for _, pair in items]
-
-
-# --- the picture ------------------------------------------------------------------------------
-LABELS = {
-    "grad_norm": r"$\|\partial L/\partial W\|$",
-    "bias_grad_norm": r"$\|\partial L/\partial b\|$",
-    "update_ratio": r"$\|\Delta W\| / \|W\|$",
-    "weight_norm": r"$\|W\|$",
-    "act_mean": "activation mean",
-    "act_std": "activation std",
-    "act_grad_rms": r"rms of $\partial L/\partial a$",
-    "saturated": "fraction saturated",
-    "dead": "fraction of dead units",
-    "eff_rank": "effective rank",
-}
-LOG_METRICS = {"grad_norm", "bias_grad_norm", "update_ratio", "weight_norm", "act_std", "act_grad_rms"}
-
-
-def plot_history(history: ProbeHistory, metrics: Sequence[str] = ("grad_norm", "update_ratio", "act_std",
-                                                                   "eff_rank"),
-                 *, title: str, axes: Sequence | None = None, smooth: int = 1, ncols: int = 2,
-                 layers: Sequence[int] | None = None) -> Sequence:
-    """The per-layer picture over training: one panel per metric (``ncols`` to a row, 8 inches
-    wide: the book's width), one line per layer coloured from the input side (dark) to the
-    output side (light), with a colour bar naming the layers when there are more than six (a
-    legend otherwise). Returns the axes.
-
-    ``smooth`` averages each line over that many consecutive records (mini-batch gradients are
-    noisy); ``layers`` (numbers from 1) draws only those layers, so that every line can be seen."""
-    if not isinstance(history, ProbeHistory):
-        raise TypeError(f"history must be a ProbeHistory (probe.history()), got {type(history).__name__}")
-    if isinstance(metrics, str) or not metrics:
-        raise ValueError(f"metrics must be a non-empty list of metric names, got {metrics!r}")
-    for m in metrics:
-        if m not in METRICS:
-            raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
-    smooth = integer(smooth, "smooth")
-    ncols = integer(ncols, "ncols")
-    checks.text(title, "title")
-    if len(history.steps) == 0:
-        raise ValueError("history is empty: the probe recorded no step")
-    n = len(history.layers)
-    if layers is None:
-        shown = list(range(n))
-    else:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, np.ndarray)) or len(layers) == 0:
-            raise ValueError(f"layers must be a non-empty list of layer numbers from 1 to {n}, got {layers!r}")
-        shown = [integer(l, "every entry of layers", 1, at_most=n) - 1 for l in layers]
-    if axes is None:
-        ncols = min(ncols, len(metrics))
-        nrows = -(-len(metrics) // ncols)
-        fig, grid = plt.subplots(nrows, ncols, figsize=(8, 2.7 * nrows + 0.5), squeeze=False, layout="constrained")
-        for ax in grid.ravel()[len(metrics):]:
-            ax.set_visible(False)
-        axes = list(grid.ravel()[:len(metrics)])
-        if title:
-            fig.suptitle(title)
-    elif isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)) \
-            or len(axes) != len(metrics) or not all(isinstance(ax, plt.Axes) for ax in np.ravel(axes)):
-        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
-    axes = list(np.ravel(axes))
-    cmap = plt.cm.viridis
-    colours = cmap(np.linspace(0, 0.9, n))
-    kernel = np.ones(smooth) / smooth
-    for ax, m in zip(axes, metrics):
-        values = history[m]
-        for l in shown:
-            y = values[:, l]
-            steps = history.steps
-            if smooth > 1 and len(y) >= smooth:
-                y, steps = np.convolve(y, kernel, mode="valid"), steps[smooth - 1:]
-            ax.plot(steps, y, color=colours[l], label=history.layers[l], linewidth=1.2)
-        ax.set(xlabel="training step", ylabel=LABELS[m])
-        if m in LOG_METRICS and np.nanmin(values) > 0:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    fig = axes[0].figure
-    if n > 6:
-        mappable = ScalarMappable(norm=Normalize(0.5, n + 0.5), cmap=ListedColormap(colours))
-        ticks = [l + 1 for l in shown] if len(shown) <= 8 else sorted({1, (n + 1) // 2, n})
-        bar = fig.colorbar(mappable, ax=axes, shrink=0.9, pad=0.02, ticks=ticks)
-        bar.set_label("hidden layer")
-    else:
-        axes[0].legend(fontsize="small", title="layer")
-    return axes

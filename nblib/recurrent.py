@@ -7,8 +7,8 @@ To solve it a network must carry the first marked value across at least half the
 Predicting the mean, 1, for every sequence scores a mean squared error of 1/6 (the variance of
 a sum of two uniform numbers), so ``1 - mse * 6`` is the fraction of the task solved.
 
-``train(RecurrentConfig(...), seed)`` trains a vanilla (tanh) RNN, an LSTM or a GRU on fresh
-sequences at every step and returns a ``RecurrentRun`` of plain numbers, including how strongly
+``train(Config(...), seed)`` trains a vanilla (tanh) RNN, an LSTM or a GRU on fresh
+sequences at every step and returns a ``Run`` of plain numbers, including how strongly
 the loss depends on the input at each time step, at the start and at the end.
 """
 
@@ -20,9 +20,7 @@ require("torch", __name__)   # first: without torch, a message that says what to
 
 import dataclasses
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,7 +31,7 @@ from torch import nn
 from . import checks
 from .checks import integer, number
 from .torchutil import as_device, seed_all, tensor
-from .progress import bar as progress_bar
+from .runner import Workers, default_workers
 
 Array = np.ndarray
 KINDS = ("rnn", "lstm", "gru")
@@ -119,7 +117,7 @@ class Recurrent(nn.Module):
 
 
 @dataclass(frozen=True)
-class RecurrentConfig:
+class Config:
     """One training set-up: the network (``kind``, ``hidden``, and for the vanilla RNN its
     ``nonlinearity``; ``init`` and ``forget_bias`` as in ``Recurrent``), the sequence ``length``,
     the ``optimiser`` ('adam', or 'sgd': plain stochastic gradient descent) and its learning rate
@@ -154,20 +152,20 @@ class RecurrentConfig:
         return Recurrent(self.kind, self.hidden, nonlinearity=self.nonlinearity, init=self.init,
                          forget_bias=self.forget_bias)
 
-    def but(self, **changes: Any) -> "RecurrentConfig":
+    def but(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         known = [f.name for f in dataclasses.fields(self)]
-        return dataclasses.replace(self, **checks.settings(changes, known, "a RecurrentConfig"))
+        return dataclasses.replace(self, **checks.settings(changes, known, "a recurrent.Config"))
 
 
 @dataclass
-class RecurrentRun:
+class Run:
     """One run: training loss per step; gradient norm per step (before clipping); the length of
     each step the optimiser took, ||theta_after - theta_before||; the test mean squared error and
     fraction solved (on 2,000 sequences kept aside); and the mean over test sequences of
     ||dL/dx_t|| for each time step t, before and after training."""
 
-    config: RecurrentConfig
+    config: Config
     seed: int
     losses: Array
     grad_norms: Array
@@ -217,11 +215,11 @@ def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return out
 
 
-def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) -> RecurrentRun:
+def train(config: Config, seed: int, on: torch.device | None = None) -> Run:
     """Train a fresh network on new sequences at every step. ``seed`` fixes the initial
     weights and every sequence; the test set is the same for every seed and network."""
-    if not isinstance(config, RecurrentConfig):
-        raise TypeError(f"config must be a RecurrentConfig, got {type(config).__name__}")
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a recurrent.Config, got {type(config).__name__}")
     checks.seed(seed)
     start = time.perf_counter()
     on = as_device(on)
@@ -243,21 +241,22 @@ def train(config: RecurrentConfig, seed: int, on: torch.device | None = None) ->
             clipped += 1
         before = [p.detach().clone() for p in model.parameters()]
         optimiser.step()
-        updates.append(float(torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))))
+        moved = sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before))
+        updates.append(float(torch.sqrt(moved)))
         losses.append(float(loss.detach()))
         norms.append(norm)
         if not math.isfinite(losses[-1]):
             break
     error = mse(model, x_test, y_test)
-    return RecurrentRun(config, seed, np.array(losses), np.array(norms), np.array(updates), error,
+    return Run(config, seed, np.array(losses), np.array(norms), np.array(updates), error,
                         1.0 - error / BASELINE_MSE,
                         grads_start, input_gradients(model, x_test[:500], y_test[:500]),
                         clipped / max(1, len(losses)), time.perf_counter() - start)
 
 
-def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[Any, Sequence[int]], *,
+def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Sequence[int]], *,
               workers: int | None = None, desc: str = "runs",
-              progress: bool | None = None) -> dict[Any, list[RecurrentRun]]:
+              progress: bool | None = None) -> dict[Any, list[Run]]:
     """Train every config with every seed: {name: [run per seed]}. ``seeds`` is one list for
     all configs, or a dict giving each config's name its own list. The networks are trained as
     batched models (``recurrent_batched.train_many``): all those of one shape (kind, length,
@@ -267,10 +266,10 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
     asked for, so a call gives the same numbers every time, in this process or in workers (a
     network batched with others agrees with one trained alone to float rounding)."""
     if not isinstance(configs, dict) or not configs:
-        raise TypeError("configs must be a non-empty dict {name: RecurrentConfig}")
+        raise TypeError("configs must be a non-empty dict {name: recurrent.Config}")
     for name, c in configs.items():
-        if not isinstance(c, RecurrentConfig):
-            raise TypeError(f"configs[{name!r}] must be a RecurrentConfig, got {type(c).__name__}")
+        if not isinstance(c, Config):
+            raise TypeError(f"configs[{name!r}] must be a recurrent.Config, got {type(c).__name__}")
     if isinstance(seeds, dict):
         if set(seeds) != set(configs):
             raise ValueError("seeds, given as a dict, must have exactly the names of configs as keys")
@@ -279,40 +278,27 @@ def train_all(configs: dict[Any, RecurrentConfig], seeds: Sequence[int] | dict[A
         seeds_of = {name: seeds for name in configs}
     seeds_of = {name: checks.seeds(ss) for name, ss in seeds_of.items()}
     on_cpu = as_device(None).type == "cpu"
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
-    workers = integer(workers, "workers", 1) if on_cpu else 1
+    workers = integer(workers, "workers", 1) if on_cpu and workers is not None else default_workers(on_cpu)
     todo = list(dict.fromkeys((c, s) for name, c in configs.items() for s in seeds_of[name]))
     jobs = _jobs(todo, workers)
-    results: dict[tuple[RecurrentConfig, int], RecurrentRun] = {}
-    bar = progress_bar(total=len(todo), desc=desc, progress=progress)
-    if workers == 1 or len(jobs) == 1:
-        for job in jobs:
-            results.update(zip(job, _train_job(job)))
-            bar.update(len(job))
-    else:
-        context = torch.multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                                 initargs=(1,)) as pool:
-            futures = {pool.submit(_train_job, job): job for job in jobs}
-            for f in as_completed(futures):
-                results.update(zip(futures[f], f.result()))
-                bar.update(len(futures[f]))
-    bar.close()
+    with Workers(workers) as pool:
+        answers = pool.run(_train_job, jobs, cost=lambda job: job_cost(job[0][0], len(job)), desc=desc,
+                           progress=progress)
+    results = {key: run for job, runs in zip(jobs, answers) for key, run in zip(job, runs)}
     return {name: [results[(c, s)] for s in seeds_of[name]] for name, c in configs.items()}
 
 
-def job_cost(config: RecurrentConfig, networks: int) -> float:
+def job_cost(config: Config, networks: int) -> float:
     """A rough cost of training ``networks`` networks of ``config`` together: per step and time
     step, a fixed overhead plus a share per network, more for the gated cells."""
     gates = {"rnn": 1.0, "lstm": 0.55, "gru": 1.1}[config.kind]      # measured on a 2-core CPU
     return config.steps * config.length * gates * (4 + networks)
 
 
-def _jobs(todo: list[tuple[RecurrentConfig, int]], workers: int) -> list[list[tuple[RecurrentConfig, int]]]:
+def _jobs(todo: list[tuple[Config, int]], workers: int) -> list[list[tuple[Config, int]]]:
     """The (config, seed) pairs grouped by shape; a group that alone would cost more than its
     workers' fair share is split in two. The costliest jobs first."""
-    groups: dict[tuple, list[tuple[RecurrentConfig, int]]] = {}
+    groups: dict[tuple, list[tuple[Config, int]]] = {}
     for c, s in todo:
         groups.setdefault((c.kind, c.length, c.hidden, c.steps, c.batch), []).append((c, s))
     total = sum(job_cost(g[0][0], len(g)) for g in groups.values())
@@ -327,7 +313,7 @@ def _jobs(todo: list[tuple[RecurrentConfig, int]], workers: int) -> list[list[tu
     return sorted(jobs, key=lambda j: -job_cost(j[0][0], len(j)))
 
 
-def _train_job(job: list[tuple[RecurrentConfig, int]]) -> list[RecurrentRun]:
+def _train_job(job: list[tuple[Config, int]]) -> list[Run]:
     from .recurrent_batched import train_many        # it builds on this module
     return train_many([c for c, _ in job], [s for _, s in job])
 

@@ -8,7 +8,7 @@ matrix products (``torch.baddbmm``), one per time step for all M networks, each 
 sequences.
 
 Each network starts from exactly the weights ``recurrent.train`` would give it (it is built by
-``RecurrentConfig.network()`` with the same seed and copied in) and sees the same sequences, so
+``Config.network()`` with the same seed and copied in) and sees the same sequences, so
 the two agree to float rounding. The optimiser (Adam or plain SGD), the learning rate, gradient
 clipping (by each network's own gradient norm), the vanilla RNN's nonlinearity and the
 initialisation may differ from network to network. A network whose loss stops being finite is
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import checks
-from .recurrent import BASELINE_MSE, RecurrentConfig, RecurrentRun, adding_problem
+from .recurrent import BASELINE_MSE, Config, Run, adding_problem
 from .torchutil import as_device, seed_all
 
 Array = np.ndarray
@@ -41,9 +41,9 @@ CLIP_EPS = 1e-6                                    # torch.nn.utils.clip_grads_w
 TEST_SEQUENCES, GRADIENT_SEQUENCES, TEST_SEED = 2000, 500, 10 ** 6   # as recurrent.train
 
 
-def shape_of(config: RecurrentConfig) -> tuple:
+def shape_of(config: Config) -> tuple:
     """What networks trained together must share: (kind, length, hidden, steps, batch)."""
-    checks.instance(config, "config", RecurrentConfig, "a RecurrentConfig")
+    checks.instance(config, "config", Config, "a recurrent.Config")
     return tuple(getattr(config, f) for f in SHAPE_FIELDS)
 
 
@@ -277,7 +277,6 @@ class _Unrolled(torch.autograd.Function):
         dh = grad_h.contiguous()
         da = hs.new_empty(T, G, M, n, H)                  # the gradient at each gate's input (xw's)
         if kind == "rnn":
-            relu = ctx.saved_tensors[2]
             for t in range(T - 1, -1, -1):
                 for is_relu, i, j in ctx.blocks:
                     h1 = hs[t + 1, i:j]
@@ -321,27 +320,19 @@ class _Unrolled(torch.autograd.Function):
         return da, dW, db, None, None
 
 
-def _check(configs: Sequence[RecurrentConfig], seeds: Sequence[int]) -> tuple[list[RecurrentConfig], list[int]]:
-    if isinstance(configs, RecurrentConfig) or not isinstance(configs, Sequence) or not configs:
-        raise TypeError("configs must be a non-empty list of RecurrentConfig, one per network")
-    for i, c in enumerate(configs):
-        checks.instance(c, f"configs[{i}]", RecurrentConfig, "a RecurrentConfig")
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError("seeds must be a list with one seed per config")
-    seeds = [checks.seed(s, "every seed") for s in seeds]
-    if len(seeds) != len(configs):
-        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
+def _check(configs: Sequence[Config], seeds: Sequence[int]) -> tuple[list[Config], list[int]]:
+    configs, seeds = checks.configs_with_seeds(configs, seeds, Config, "recurrent.Config")
     shapes = {shape_of(c) for c in configs}
     if len(shapes) > 1:
         raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)}")
-    return list(configs), seeds
+    return configs, seeds
 
 
-def train_many(configs: Sequence[RecurrentConfig], seeds: Sequence[int],
-               on: torch.device | None = None) -> list[RecurrentRun]:
+def train_many(configs: Sequence[Config], seeds: Sequence[int],
+               on: torch.device | None = None) -> list[Run]:
     """Train ``configs[i]`` from seed ``seeds[i]``, every i at once, as ``recurrent.train`` trains
     one (the same initial weights and sequences; the numbers agree to float rounding). Returns
-    one ``RecurrentRun`` per network, in the order given."""
+    one ``Run`` per network, in the order given."""
     configs, seeds = _check(configs, seeds)
     on = as_device(on)
     start = time.perf_counter()
@@ -355,7 +346,7 @@ def train_many(configs: Sequence[RecurrentConfig], seeds: Sequence[int],
         if flushed:
             torch.set_flush_denormal(False)
     seconds = (time.perf_counter() - start) / len(configs)
-    result: list[RecurrentRun] = [runs[0]] * len(configs)
+    result: list[Run] = [runs[0]] * len(configs)
     for k, i in enumerate(order):
         runs[k].seconds = seconds
         result[i] = runs[k]
@@ -363,10 +354,11 @@ def train_many(configs: Sequence[RecurrentConfig], seeds: Sequence[int],
 
 
 class _Training:
-    def __init__(self, configs: list[RecurrentConfig], seeds: list[int], on: torch.device) -> None:
+    def __init__(self, configs: list[Config], seeds: list[int], on: torch.device) -> None:
         c0 = configs[0]
         self.configs, self.seeds, self.on = configs, seeds, on
-        self.x_test, self.y_test = adding_problem(TEST_SEQUENCES, c0.length, torch.Generator().manual_seed(TEST_SEED), on)
+        test_stream = torch.Generator().manual_seed(TEST_SEED)
+        self.x_test, self.y_test = adding_problem(TEST_SEQUENCES, c0.length, test_stream, on)
         self.streams, networks = [], []
         for c, s in zip(configs, seeds):
             self.streams.append(seed_all(s))          # the initial weights, and the sequences' own generator
@@ -390,7 +382,7 @@ class _Training:
         self.stopped, self.clipped = [steps] * M, np.zeros(M)
         self.mse, self.grads_end = np.full(M, math.nan), np.full((M, c0.length), math.nan)
 
-    def run(self) -> list[RecurrentRun]:
+    def run(self) -> list[Run]:
         c0 = self.configs[0]
         for step in range(c0.steps):
             stack = self.stack
@@ -471,12 +463,12 @@ class _Training:
         self.grads_end[originals] = part.input_gradients(self.x_test[:GRADIENT_SEQUENCES],
                                                          self.y_test[:GRADIENT_SEQUENCES])
 
-    def _runs(self) -> list[RecurrentRun]:
+    def _runs(self) -> list[Run]:
         runs = []
         for i, (c, s) in enumerate(zip(self.configs, self.seeds)):
             n = self.stopped[i]
             error = float(self.mse[i])
-            runs.append(RecurrentRun(c, s, self.losses[:n, i].copy(), self.norms[:n, i].copy(),
+            runs.append(Run(c, s, self.losses[:n, i].copy(), self.norms[:n, i].copy(),
                                      self.updates[:n, i].copy(), error, 1.0 - error / BASELINE_MSE,
                                      self.grads_start[i].copy(), self.grads_end[i].copy(),
                                      float(self.clipped[i]) / max(1, n), 0.0))

@@ -17,11 +17,9 @@ require("torch", __name__)   # first: without torch, a message that says what to
 
 import dataclasses
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -30,19 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checks
-from .networks import sigmoid, sigmoid_prime
-from .plots import Table, mean_sd
-from .probe import Probe, ProbeHistory
+from .initialisation import ACTIVATIONS, INITS, activation_module, initialise
+from .probe import Probe, History
 from .torchutil import as_tensors, seed_all, tensor
-from .progress import bar as progress_bar
+from .runner import Workers, default_workers
 
 Array = np.ndarray
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
-INITS = ("normal", "xavier", "he", "orthogonal")
 OPTIMISERS = ("sgd", "momentum", "adam")
-LEAKY_SLOPE = 0.01
 N_CLASSES = 10             # MNIST's digits: DeepMLP's outputs
-MAX_DEPTH = 10_000         # predicted_moments: far deeper than any network the chapter trains
 
 
 @dataclass(frozen=True)
@@ -101,13 +94,6 @@ class Config:
         """A copy with some fields changed: ``base.but(activation="tanh")``."""
         known = [f.name for f in dataclasses.fields(self)]
         return dataclasses.replace(self, **checks.settings(changes, known, "a testbed.Config"))
-
-
-def activation_module(name: str) -> nn.Module:
-    """A fresh activation module: 'sigmoid', 'tanh', 'relu' or 'leaky_relu' (slope 0.01)."""
-    modules = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
-               "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE)}
-    return modules[checks.choice(name, "activation", ACTIVATIONS)]()
 
 
 class Block(nn.Module):
@@ -196,82 +182,6 @@ class DeepMLP(nn.Module):
         return {f"hidden {l}": (b.linear, b.act) for l, b in enumerate(self.blocks, start=1)}
 
 
-def initialise(model: nn.Module, scheme: str, activation: str = "relu") -> nn.Module:
-    """Draw every ``nn.Linear`` weight of ``model`` afresh (biases to zero), from torch's global
-    generator:
-
-    - 'normal':     N(0, 1)
-    - 'xavier':     uniform on +-sqrt(6 / (fan_in + fan_out))  (Glorot and Bengio)
-    - 'he':         N(0, 2 / fan_in)  (He et al.)
-    - 'orthogonal': a random (semi-)orthogonal matrix times a gain, sqrt(2) for ReLU-like
-                    activations and 1 otherwise  (Saxe et al.)
-    """
-    checks.instance(model, "model", nn.Module, "a torch.nn.Module")
-    checks.choice(scheme, "scheme", INITS)
-    checks.choice(activation, "activation", ACTIVATIONS)
-    with torch.no_grad():
-        for m in model.modules():
-            if not isinstance(m, nn.Linear):
-                continue
-            fan_out, fan_in = m.weight.shape
-            if scheme == "normal":
-                m.weight.normal_(0.0, 1.0)
-            elif scheme == "xavier":
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-                m.weight.uniform_(-bound, bound)
-            elif scheme == "he":
-                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
-            else:
-                nn.init.orthogonal_(m.weight, gain=math.sqrt(2.0) if "relu" in activation else 1.0)
-            if m.bias is not None:
-                m.bias.zero_()
-    return model
-
-
-def weight_variance(scheme: str, fan_in: int, fan_out: int, activation: str = "relu") -> float:
-    """The variance of one weight under ``scheme`` (for 'orthogonal', of an entry of a square
-    orthogonal matrix times its gain, gain^2 / fan_in)."""
-    checks.choice(scheme, "scheme", INITS)
-    checks.choice(activation, "activation", ACTIVATIONS)
-    checks.integer(fan_in, "fan_in", 1)
-    checks.integer(fan_out, "fan_out", 1)
-    return {"normal": 1.0, "xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in,
-            "orthogonal": (2.0 if "relu" in activation else 1.0) / max(fan_in, fan_out)}[scheme]
-
-
-def predicted_moments(scheme: str, activation: str, depth: int, width: int, input_sq: float,
-                      n_in: int = 784) -> tuple[Array, Array]:
-    """What the initialisation formulas promise for ``DeepMLP`` (zero biases), in the limit of wide
-    layers: each pre-activation z is Gaussian with variance q_l, where
-    q_1 = Var(w) * E||x||^2 (``input_sq``) and q_{l+1} = width * Var(w) * E[phi(z_l)^2].
-
-    Returns, for hidden layers 1..depth, the second moment of the activations E[phi(z_l)^2], and
-    that of the gradient reaching them relative to the last hidden layer,
-    E[g_l^2] / E[g_depth^2], from g_l = W^T (phi'(z_{l+1}) * g_{l+1}), i.e.
-    E[g_l^2] = width * Var(w) * E[phi'(z_{l+1})^2] * E[g_{l+1}^2]. The Gaussian averages are
-    taken on a fine grid."""
-    checks.integer(depth, "depth", 1, at_most=MAX_DEPTH)
-    checks.integer(width, "width", 1)
-    checks.integer(n_in, "n_in", 1)
-    checks.number(input_sq, "input_sq", positive=True)
-    phi, slope = _NUMPY_ACTIVATIONS[checks.choice(activation, "activation", ACTIVATIONS)]
-    xi = np.linspace(-12.0, 12.0, 24_000)      # an even count: z = 0, where ReLU has no slope, is not a point
-    density = np.exp(-xi ** 2 / 2)
-    density /= density.sum()
-    q = weight_variance(scheme, n_in, width, activation) * input_sq
-    hidden_var = weight_variance(scheme, width, width, activation)
-    forward, slopes = [], []
-    for _ in range(depth):
-        z = math.sqrt(q) * xi
-        forward.append(float(density @ phi(z) ** 2))
-        slopes.append(float(density @ slope(z) ** 2))
-        q = width * hidden_var * forward[-1]
-    backward = [1.0]
-    for l in range(depth - 1, 0, -1):          # from the last hidden layer down to the first
-        backward.append(backward[-1] * width * hidden_var * slopes[l])
-    return np.array(forward), np.array(backward[::-1])
-
-
 def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
     """Measured counterparts of ``predicted_moments``: for freshly initialised ``DeepMLP(config)``
     networks (one per seed) and one batch (x, y) with the cross-entropy loss, the second moment
@@ -302,14 +212,6 @@ def moments_at_init_one_by_one(config: Config, x: torch.Tensor, y: torch.Tensor,
         forward.append(h["act_std"][0] ** 2 + h["act_mean"][0] ** 2)
         backward.append(h["act_grad_rms"][0] ** 2)
     return np.array(forward), np.array(backward)
-
-
-_NUMPY_ACTIVATIONS = {
-    "sigmoid": (sigmoid, sigmoid_prime),
-    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
-    "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z), lambda z: np.where(z > 0, 1.0, LEAKY_SLOPE)),
-}
 
 
 def make_optimiser(config: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -397,7 +299,7 @@ class Run:
     accuracy: float
     losses: Array
     grad_norms: Array
-    probe: ProbeHistory
+    probe: History
     final: dict[str, Array]
     diverged: bool
     clipped: float
@@ -531,50 +433,12 @@ def summarise(runs: Sequence[Run]) -> Summary:
             seconds=np.array([r.seconds for r in runs]))
 
 
-def finite_mean(values: Array) -> float:
-    """The mean of the finite values (NaN, without a warning, if there are none)."""
-    v = checks.array(values, "values", finite=False, empty=True).astype(float).ravel()
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else math.nan
-
-
-def geometric_mean(values: Array) -> float:
-    """exp(mean(log |v|)) over the finite, non-zero values (NaN if there are none): the typical
-    size of a ratio that varies over orders of magnitude."""
-    v = np.abs(checks.array(values, "values", finite=False, empty=True).astype(float).ravel())
-    v = v[np.isfinite(v) & (v > 0)]
-    return float(np.exp(np.log(v).mean())) if len(v) else math.nan
-
-
-def number(x: float, decimals: int = 2) -> str:
-    """A number for a table: ``decimals`` decimals between 0.01 and 1000 (and for 0), two
-    significant digits otherwise, and a dash for NaN."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
-        raise TypeError(f"x must be a real number, got {x!r}")
-    decimals = checks.integer(decimals, "decimals", 0, at_most=20)
-    if not math.isfinite(x):
-        return "–"
-    return f"{x:.{decimals}f}" if x == 0 or 0.01 <= abs(x) < 1000 else f"{x:.2g}"
-
-
-def results_table(results: Mapping[str, Sequence[Run]], caption: str = "") -> Table:
-    """One row per variant: accuracy (mean ± sd and range over seeds), the first-to-last gradient
-    ratio at the start and the end (geometric mean over seeds), dead units, effective rank,
-    diverged runs and time."""
+def summarise_all(results: Mapping[str, Sequence[Run]]) -> dict[str, Summary]:
+    """``summarise`` for every variant of ``results`` ({name: [run per seed]}), e.g. for
+    ``plots.results_table``."""
     if not isinstance(results, Mapping) or not results:
         raise TypeError(f"results must be a non-empty dict {{variant name: [Run per seed]}}, got {results!r:.60}")
-    checks.text(caption, "caption")
-    rows = []
-    for name, runs in results.items():
-        s = summarise(runs)
-        lo, hi = np.min(s.accuracy), np.max(s.accuracy)
-        rows.append([name, mean_sd(s.accuracy), f"{lo:.1f} – {hi:.1f}", number(geometric_mean(s.ratio_start)),
-                     number(geometric_mean(s.ratio_end)),
-                     number(finite_mean(s.dead), 1), number(finite_mean(s.eff_rank), 1),
-                     f"{int(s.diverged.sum())}/{len(s.diverged)}", f"{s.seconds.mean():.1f}"])
-    header = ["variant", "accuracy (%)", "range (%)", "grad ratio, start", "grad ratio, end", "dead units (%)",
-              "effective rank", "diverged", "time (s)"]
-    return Table(header, rows, caption=caption)
+    return {name: summarise(runs) for name, runs in results.items()}
 
 
 class Runner:
@@ -596,11 +460,10 @@ class Runner:
         self.seeds = checks.seeds(seeds)
         self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
         on_cpu = data.x_train.device.type == "cpu"
-        if workers is None:
-            workers = min(os.cpu_count() or 1, 4) if on_cpu else 1
-        self.workers = checks.integer(workers, "workers", 1) if on_cpu else 1
+        self.workers = checks.integer(workers, "workers", 1) if on_cpu and workers is not None \
+            else default_workers(on_cpu)
         self.runs: dict[tuple[Config, int], Run] = {}
-        self._pool = None
+        self._workers = Workers(self.workers, initializer=_start_worker, initargs=(data,))
 
     def run(self, configs: Mapping[str, Config], *, desc: str = "runs", progress: bool | None = None,
             track_every: int = 0, track_units: int = 1) -> dict[str, list[Run]]:
@@ -617,36 +480,20 @@ class Runner:
         jobs = _jobs(todo, self.workers)
         options = {"probe_every": self.probe_every, "track_every": checks.integer(track_every, "track_every", 0),
                    "track_units": checks.integer(track_units, "track_units", 1)}
-        bar = progress_bar(total=len(todo), desc=desc, progress=progress)
-        if self.workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                self._keep(job, _train_job(job, self.data, options))
-                bar.update(len(job))
-        else:
-            pool = self._start()
-            futures = {pool.submit(_train_in_worker, job, options): job for job in jobs}
-            for f in as_completed(futures):
-                self._keep(futures[f], f.result())
-                bar.update(len(futures[f]))
-        bar.close()
+        answers = self._workers.run(partial(_train_in_worker, options=options), jobs, cost=_job_cost,
+                                    local=partial(_train_job, data=self.data, options=options), desc=desc,
+                                    progress=progress)
+        for job, runs in zip(jobs, answers):
+            self._keep(job, runs)
         return {name: [self.runs[(c, s)] for s in self.seeds] for name, c in configs.items()}
 
     def _keep(self, job: list[tuple[Config, int]], runs: list[Run]) -> None:
         for key, run in zip(job, runs):
             self.runs[key] = run
 
-    def _start(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            context = torch.multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(self.data,))
-        return self._pool
-
     def close(self) -> None:
         """Stop the worker processes (the runs already made stay in ``runs``)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self._workers.close()
 
     def __enter__(self) -> "Runner":
         return self
@@ -682,9 +529,9 @@ _WORKER_DATA: Data | None = None
 
 
 def _start_worker(data: Data) -> None:
-    """Runs once in each worker process: one thread, and the data (shared, not copied)."""
+    """Runs once in each worker process (``runner.Workers`` has set one thread): the data, shared
+    rather than sent with every job."""
     global _WORKER_DATA
-    torch.set_num_threads(1)
     _WORKER_DATA = data
 
 
@@ -700,7 +547,11 @@ def _jobs(todo: list[tuple[Config, int]], parts: int) -> list[list[tuple[Config,
         k = min(parts, len(group))
         bounds = [round(i * len(group) / k) for i in range(k + 1)]
         jobs += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return sorted(jobs, key=lambda j: -len(j) * j[0][0].depth * j[0][0].steps)
+    return sorted(jobs, key=lambda j: -_job_cost(j))
+
+
+def _job_cost(job: list[tuple[Config, int]]) -> float:
+    return len(job) * job[0][0].depth * job[0][0].steps
 
 
 def _train_job(job: list[tuple[Config, int]], data: Data, options: dict[str, int]) -> list[Run]:

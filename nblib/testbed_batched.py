@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from . import checks
 from .degeneracy import spectrum_effective_rank
-from .probe import METRICS, ProbeHistory
-from .testbed import LEAKY_SLOPE, N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
+from .probe import METRICS, History
+from .initialisation import LEAKY_SLOPE
+from .testbed import N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
 from .torchutil import seed_all
 
 Array = np.ndarray
@@ -294,17 +295,9 @@ class _Optimiser:
 
 
 def _check(configs: Sequence[Config], data: Data, seeds: Sequence[int]) -> tuple[list[Config], list[int]]:
-    if isinstance(configs, Config) or not isinstance(configs, Sequence) or not configs:
-        raise TypeError("configs must be a non-empty list of testbed.Config, one per network")
-    for i, c in enumerate(configs):
-        checks.instance(c, f"configs[{i}]", Config, "a testbed.Config")
+    configs, seeds = checks.configs_with_seeds(configs, seeds, Config, "testbed.Config")
     if not isinstance(data, Data):
         raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError("seeds must be a list with one seed per config")
-    seeds = [checks.seed(s, "every seed") for s in seeds]
-    if len(seeds) != len(configs):
-        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
     shapes = {shape_of(c) for c in configs}
     if len(shapes) > 1:
         raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)} "
@@ -425,7 +418,8 @@ class _Training:
                 with torch.no_grad():
                     rows["update_ratio"] = np.stack([((w - w0).flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1))
                                                      .double().cpu().numpy() for w, w0 in zip(stack.W, before)], 1)
-                    rows["weight_norm"] = np.stack([w0.flatten(1).norm(dim=1).double().cpu().numpy() for w0 in before], 1)
+                    rows["weight_norm"] = np.stack([w0.flatten(1).norm(dim=1).double().cpu().numpy()
+                                                    for w0 in before], 1)
                 self.records.append((step, list(self.alive), rows))
             main, norm = main.detach().cpu(), norm.cpu()
             self.losses[step, self.alive], self.norms[step, self.alive] = main, norm
@@ -485,7 +479,7 @@ class _Training:
         for i, (c, s) in enumerate(zip(self.configs, self.seeds)):
             rows = [(step, {k: r[k][alive.index(i)] for k in METRICS}) for step, alive, r in self.records if i in alive]
             metrics = {k: np.array([r[k] for _, r in rows]).reshape(len(rows), depth) for k in METRICS}
-            history = ProbeHistory(list(names), np.array([step for step, _ in rows], dtype=int), metrics)
+            history = History(list(names), np.array([step for step, _ in rows], dtype=int), metrics)
             n = self.stopped[i]
             aux = [float(self.aux_accuracy[i, k]) for k in range(len(self.stack.aux_at))
                    if bool(self.aux_member[i, k])]
@@ -526,7 +520,8 @@ def activation_stats(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array
         for name, i, j in stack.runs:
             part = a[i:j]
             if name == "sigmoid":
-                out["saturated"][i:j, l] = (part * (1 - part) < SATURATION / 4).double().flatten(1).mean(1).cpu().numpy()
+                saturated = part * (1 - part) < SATURATION / 4
+                out["saturated"][i:j, l] = saturated.double().flatten(1).mean(1).cpu().numpy()
             elif name == "tanh":
                 out["saturated"][i:j, l] = (1 - part * part < SATURATION).double().flatten(1).mean(1).cpu().numpy()
             else:

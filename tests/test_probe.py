@@ -7,7 +7,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from nblib import degeneracy  # noqa: E402
-from nblib.probe import METRICS, Probe, ProbeHistory, plot_history  # noqa: E402
+from nblib.plots import plot_probe_history as plot_history  # noqa: E402  (drawing what a probe records)
+from nblib.probe import METRICS, History, Probe  # noqa: E402
 
 
 def known_relu_model() -> nn.Sequential:
@@ -191,7 +192,7 @@ def test_convolutional_model_counts_channels_as_units():
 
 
 def test_ratio_first_to_last_and_missing_metric():
-    h = ProbeHistory(["a", "b"], np.array([0, 1]), {"grad_norm": np.array([[1.0, 4.0], [3.0, 3.0]])})
+    h = History(["a", "b"], np.array([0, 1]), {"grad_norm": np.array([[1.0, 4.0], [3.0, 3.0]])})
     np.testing.assert_allclose(h.ratio_first_to_last(), [0.25, 1.0])
     with pytest.raises(KeyError, match="no metric 'speed'"):
         h["speed"]
@@ -292,7 +293,7 @@ def test_plot_history_draws_one_line_per_layer_in_each_panel():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"history": "h"}, TypeError, "history must be a ProbeHistory"),
+    ({"history": "h"}, TypeError, "history must be what a probe recorded"),
     ({"metrics": "grad_norm"}, ValueError, "metrics must be a non-empty list"),
     ({"metrics": ["speed"]}, ValueError, "unknown metric 'speed'"),
     ({"smooth": 0}, ValueError, "smooth must be at least 1"),
@@ -415,7 +416,7 @@ def test_plot_history_accepts_the_array_of_axes_that_plt_subplots_returns():
 
 def test_plot_history_draws_the_chosen_layers_with_a_colour_bar_for_many_layers():
     import matplotlib.pyplot as plt
-    history = ProbeHistory([f"hidden {l}" for l in range(1, 11)], np.array([0, 5]),
+    history = History([f"hidden {l}" for l in range(1, 11)], np.array([0, 5]),
                            {m: np.ones((2, 10)) for m in METRICS})
     axes = plot_history(history, ("grad_norm", "dead", "eff_rank"), title="t", layers=[1, 5, 10], ncols=3)
     assert [len(ax.lines) for ax in axes] == [3, 3, 3]

@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from nblib import recurrent  # noqa: E402
-from nblib.recurrent import RecurrentConfig  # noqa: E402
+from nblib.recurrent import Config  # noqa: E402
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -54,7 +54,8 @@ def test_recurrent_networks_give_one_number_per_sequence(kind):
 @pytest.mark.parametrize("call, error, message", [
     (lambda: recurrent.Recurrent("transformer"), ValueError, "kind must be one of 'rnn', 'lstm', 'gru'"),
     (lambda: recurrent.Recurrent("rnn", hidden=0), ValueError, "hidden must be at least 1"),
-    (lambda: recurrent.Recurrent("rnn")(torch.rand(4, 7)), ValueError, r"x must be a tensor of shape \(sequences, steps, 2\)"),
+    (lambda: recurrent.Recurrent("rnn")(torch.rand(4, 7)), ValueError,
+     r"x must be a tensor of shape \(sequences, steps, 2\)"),
     (lambda: recurrent.Recurrent("rnn")([1, 2]), ValueError, "got list"),
 ])
 def test_recurrent_network_errors(call, error, message):
@@ -113,10 +114,10 @@ def test_input_gradients_refuses_non_models():
 ])
 def test_config_errors(changes, error, message):
     with pytest.raises(error, match=message):
-        RecurrentConfig(**changes)
+        Config(**changes)
 
 
-TINY = RecurrentConfig(kind="gru", length=6, hidden=4, steps=8, batch=5)
+TINY = Config(kind="gru", length=6, hidden=4, steps=8, batch=5)
 
 
 def test_training_returns_plain_numbers_and_is_repeatable():
@@ -144,12 +145,12 @@ def test_clipping_counts_the_clipped_steps():
 
 
 def test_a_short_adding_problem_is_learned():
-    run = recurrent.train(RecurrentConfig(kind="lstm", length=4, hidden=16, steps=300, batch=32, lr=1e-2), 0, on=CPU)
+    run = recurrent.train(Config(kind="lstm", length=4, hidden=16, steps=300, batch=32, lr=1e-2), 0, on=CPU)
     assert run.solved > 0.8
 
 
 def test_train_errors():
-    with pytest.raises(TypeError, match="config must be a RecurrentConfig"):
+    with pytest.raises(TypeError, match="config must be a recurrent.Config"):
         recurrent.train({"kind": "rnn"}, 0)
     with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*64 - 1, got -2"):
         recurrent.train(TINY, -2)
@@ -172,7 +173,7 @@ def test_train_all_in_this_process_and_in_workers_gives_the_same_numbers():
 
 @pytest.mark.parametrize("args, kwargs, error, message", [
     (({}, [0]), {}, TypeError, "configs must be a non-empty dict"),
-    (({"a": 1}, [0]), {}, TypeError, r"configs\['a'\] must be a RecurrentConfig"),
+    (({"a": 1}, [0]), {}, TypeError, r"configs\['a'\] must be a recurrent.Config"),
     (({"a": TINY}, []), {}, ValueError, "seeds is empty"),
     (({"a": TINY}, [0]), {"workers": 0}, ValueError, "workers must be at least 1"),
     (({"a": TINY}, {"b": [0]}), {}, ValueError, "must have exactly the names of configs"),
@@ -218,8 +219,8 @@ def test_adding_problem_refuses_bad_devices_and_sizes_too_large():
 
 
 def test_but_names_an_unknown_setting():
-    with pytest.raises(TypeError, match=r"a RecurrentConfig has no setting 'lenght'; its settings are kind, length"):
-        RecurrentConfig().but(lenght=3)
+    with pytest.raises(TypeError, match=r"a recurrent.Config has no setting 'lenght'; its settings are kind, length"):
+        Config().but(lenght=3)
 
 
 # --- Pascanu, Mikolov and Bengio's one-unit network and singular-value condition ---------------------
@@ -292,7 +293,8 @@ def test_jacobian_norms_respect_the_singular_value_bound(nonlinearity, gamma):
     (lambda: recurrent.jacobian_norms(np.zeros((3, 4)), 5), ValueError, "W must be a square matrix"),
     (lambda: recurrent.jacobian_norms(np.zeros(3), 5), ValueError, "W must be a 2-D array"),
     (lambda: recurrent.jacobian_norms(np.eye(3), 5, nonlinearity="relu"), ValueError, "nonlinearity must be one of"),
-    (lambda: recurrent.jacobian_norms(np.eye(3), 5, inputs=np.zeros((4, 3))), ValueError, r"inputs must have shape \(steps, n\)"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, inputs=np.zeros((4, 3))), ValueError,
+     r"inputs must have shape \(steps, n\)"),
     (lambda: recurrent.jacobian_norms(np.eye(3), 5, x0=np.zeros(2)), ValueError, r"x0 must have shape \(3,\)"),
     (lambda: recurrent.scaled_matrix(4, 0.0, 0), ValueError, "top_singular_value must be a finite positive number"),
     (lambda: recurrent.scaled_matrix(4, 1.0, -1), ValueError, "seed"),

@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from nblib import recurrent  # noqa: E402
-from nblib.recurrent import RecurrentConfig as R  # noqa: E402
+from nblib.recurrent import Config as R  # noqa: E402
 from nblib.recurrent_batched import Stack, _Unrolled, shape_of, train_many  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -101,10 +101,10 @@ def test_config_refuses_options_that_do_not_apply(changes, message):
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda: train_many([], []), TypeError, "configs must be a non-empty list"),
-    (lambda: train_many([R(), 3], [0, 1]), TypeError, r"configs\[1\] must be a RecurrentConfig"),
+    (lambda: train_many([R(), 3], [0, 1]), TypeError, r"configs\[1\] must be a recurrent.Config"),
     (lambda: train_many([R()], [0, 1]), ValueError, "one entry per network"),
     (lambda: train_many([R(), R(length=20)], [0, 1]), ValueError, "must share kind, length, hidden, steps, batch"),
-    (lambda: shape_of(3), TypeError, "config must be a RecurrentConfig"),
+    (lambda: shape_of(3), TypeError, "config must be a recurrent.Config"),
 ])
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):

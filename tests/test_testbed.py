@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from nblib import testbed, testbed_batched  # noqa: E402
+from nblib import initialisation, plots, stats, testbed, testbed_batched  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -79,45 +79,45 @@ def test_network_refuses_a_non_config():
         testbed.DeepMLP({"depth": 3})
 
 
-@pytest.mark.parametrize("name", testbed.ACTIVATIONS)
+@pytest.mark.parametrize("name", initialisation.ACTIVATIONS)
 def test_activation_modules(name):
     z = torch.tensor([-2.0, 0.5])
     expected = {"sigmoid": torch.sigmoid(z), "tanh": torch.tanh(z), "relu": torch.relu(z),
                 "leaky_relu": torch.tensor([-0.02, 0.5])}[name]
-    assert torch.allclose(testbed.activation_module(name)(z), expected)
+    assert torch.allclose(initialisation.activation_module(name)(z), expected)
 
 
 def test_activation_module_refuses_unknown_names():
     with pytest.raises(ValueError, match="activation must be one of"):
-        testbed.activation_module("elu")
+        initialisation.activation_module("elu")
 
 
 # --- initialisation -----------------------------------------------------------------------------
-@pytest.mark.parametrize("scheme", testbed.INITS)
+@pytest.mark.parametrize("scheme", initialisation.INITS)
 def test_initial_weight_variance_matches_the_formula(scheme):
     torch.manual_seed(0)
     layer = nn.Linear(300, 200)
-    testbed.initialise(layer, scheme, "relu")
-    expected = testbed.weight_variance(scheme, 300, 200, "relu")
+    initialisation.initialise(layer, scheme, "relu")
+    expected = initialisation.weight_variance(scheme, 300, 200, "relu")
     assert layer.weight.var().item() == pytest.approx(expected, rel=0.03)
     assert torch.count_nonzero(layer.bias) == 0
 
 
 def test_xavier_is_uniform_within_its_bound_and_orthogonal_rows_are_orthonormal():
     torch.manual_seed(0)
-    layer = testbed.initialise(nn.Linear(50, 30), "xavier")
+    layer = initialisation.initialise(nn.Linear(50, 30), "xavier")
     assert layer.weight.abs().max() <= math.sqrt(6 / 80)
-    layer = testbed.initialise(nn.Linear(50, 30), "orthogonal", "tanh")
+    layer = initialisation.initialise(nn.Linear(50, 30), "orthogonal", "tanh")
     assert torch.allclose(layer.weight @ layer.weight.T, torch.eye(30), atol=1e-5)
-    layer = testbed.initialise(nn.Linear(30, 30), "orthogonal", "relu")
+    layer = initialisation.initialise(nn.Linear(30, 30), "orthogonal", "relu")
     assert torch.allclose(layer.weight @ layer.weight.T, 2 * torch.eye(30), atol=1e-5)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: testbed.initialise(nn.Linear(2, 2), "glorot"), "scheme must be one of"),
-    (lambda: testbed.initialise(nn.Linear(2, 2), "he", "elu"), "activation must be one of"),
-    (lambda: testbed.weight_variance("lecun", 2, 2), "scheme must be one of"),
-    (lambda: testbed.weight_variance("he", 0, 2), "fan_in must be at least 1"),
+    (lambda: initialisation.initialise(nn.Linear(2, 2), "glorot"), "scheme must be one of"),
+    (lambda: initialisation.initialise(nn.Linear(2, 2), "he", "elu"), "activation must be one of"),
+    (lambda: initialisation.weight_variance("lecun", 2, 2), "scheme must be one of"),
+    (lambda: initialisation.weight_variance("he", 0, 2), "fan_in must be at least 1"),
 ])
 def test_initialisation_errors(call, message):
     with pytest.raises(ValueError, match=message):
@@ -126,11 +126,11 @@ def test_initialisation_errors(call, message):
 
 # --- what the formulas predict ----------------------------------------------------------------
 def test_predicted_moments_of_relu_networks_in_closed_form():
-    forward, backward = testbed.predicted_moments("he", "relu", 5, 10, input_sq=50.0, n_in=100)
+    forward, backward = initialisation.predicted_moments("he", "relu", 5, 10, input_sq=50.0, n_in=100)
     # q_1 = (2/100) * 50 = 1, E[relu(z)^2] = q/2, and He keeps it there; the gradient stays put
     np.testing.assert_allclose(forward, 0.5, rtol=1e-3)
     np.testing.assert_allclose(backward, 1.0, rtol=1e-3)
-    forward, backward = testbed.predicted_moments("xavier", "relu", 4, 10, input_sq=55.0, n_in=100)
+    forward, backward = initialisation.predicted_moments("xavier", "relu", 4, 10, input_sq=55.0, n_in=100)
     q1 = 2 / 110 * 55
     np.testing.assert_allclose(forward, [q1 / 2 / 2 ** l for l in range(4)], rtol=1e-3)
     np.testing.assert_allclose(backward, [1 / 8, 1 / 4, 1 / 2, 1], rtol=1e-3)
@@ -138,16 +138,16 @@ def test_predicted_moments_of_relu_networks_in_closed_form():
 
 def test_predicted_moments_of_tanh_with_tiny_weights_is_linear():
     # with q tiny, tanh(z) ~ z: Xavier on square layers keeps E[a^2] and the gradient constant
-    forward, backward = testbed.predicted_moments("xavier", "tanh", 3, 20, input_sq=1e-6, n_in=20)
+    forward, backward = initialisation.predicted_moments("xavier", "tanh", 3, 20, input_sq=1e-6, n_in=20)
     np.testing.assert_allclose(forward, 1e-6 / 20, rtol=1e-3)
     np.testing.assert_allclose(backward, 1.0, rtol=1e-3)
 
 
 def test_predicted_moments_errors():
     with pytest.raises(ValueError, match="activation must be one of"):
-        testbed.predicted_moments("he", "elu", 3, 4, 1.0)
+        initialisation.predicted_moments("he", "elu", 3, 4, 1.0)
     with pytest.raises(ValueError, match="input_sq must be a finite positive number"):
-        testbed.predicted_moments("he", "relu", 3, 4, 0.0)
+        initialisation.predicted_moments("he", "relu", 3, 4, 0.0)
 
 
 def test_measured_moments_of_a_wide_relu_network_match_the_prediction():
@@ -161,7 +161,7 @@ def test_measured_moments_of_a_wide_relu_network_match_the_prediction():
         model(x).logsumexp(1).mean().backward()
     h = probe.history()
     measured = h["act_std"][0] ** 2 + h["act_mean"][0] ** 2
-    forward, backward = testbed.predicted_moments("he", "relu", 4, 400, float((x ** 2).sum(1).mean()), n_in=50)
+    forward, backward = initialisation.predicted_moments("he", "relu", 4, 400, float((x ** 2).sum(1).mean()), n_in=50)
     np.testing.assert_allclose(measured, forward, rtol=0.15)
     grads = h["act_grad_rms"][0] ** 2
     np.testing.assert_allclose(grads / grads[-1], backward, rtol=0.25)
@@ -339,7 +339,7 @@ def test_summary_numbers_of_known_runs():
     np.testing.assert_allclose(s.ratio_start, [r.grad_ratio("start") for r in runs])
     np.testing.assert_allclose(s.dead, [100 * np.mean(r.final["dead"]) for r in runs])
     assert np.all(np.isnan(s.saturated)) and not s.diverged.any() and s.seconds.shape == (2,)
-    table = testbed.results_table({"small": runs}, caption="c")
+    table = plots.results_table({"small": testbed.summarise(runs)}, caption="c")
     assert table.rows[0][0] == "small" and table.rows[0][7] == "0/2" and "c" in repr(table)
     with pytest.raises(TypeError, match="runs must be a non-empty list of testbed.Run"):
         testbed.summarise([])
@@ -352,12 +352,12 @@ def test_a_diverged_run_is_summarised_with_nans():
 
 
 def test_means_and_number_formatting():
-    assert testbed.geometric_mean([1e-2, 1e2, np.nan, 0.0]) == pytest.approx(1.0)
-    assert np.isnan(testbed.geometric_mean([np.nan]))
-    assert testbed.finite_mean([1.0, np.nan, 3.0]) == 2.0 and np.isnan(testbed.finite_mean([np.nan]))
-    assert testbed.number(3.14159) == "3.14" and testbed.number(1.5e-9) == "1.5e-09"
-    assert testbed.number(123456.0) == "1.2e+05" and testbed.number(np.nan) == "–"
-    assert testbed.number(0.0, 1) == "0.0" and testbed.number(2.345, 1) == "2.3"
+    assert stats.geometric_mean([1e-2, 1e2, np.nan, 0.0]) == pytest.approx(1.0)
+    assert np.isnan(stats.geometric_mean([np.nan]))
+    assert stats.finite_mean([1.0, np.nan, 3.0]) == 2.0 and np.isnan(stats.finite_mean([np.nan]))
+    assert plots.short_number(3.14159) == "3.14" and plots.short_number(1.5e-9) == "1.5e-09"
+    assert plots.short_number(123456.0) == "1.2e+05" and plots.short_number(np.nan) == "–"
+    assert plots.short_number(0.0, 1) == "0.0" and plots.short_number(2.345, 1) == "2.3"
 
 
 def test_moments_at_init_shapes_and_errors():
@@ -387,8 +387,10 @@ def test_grad_ratio_refuses_a_number_of_records_that_is_not_positive():
 
 
 @pytest.mark.parametrize("change, error, message", [
-    (dict(y_train=lambda d: d.y_train.int()), TypeError, r"y_train must hold int64 class indices \(torch.long; use y_train.long\(\)\), got torch.int32"),
-    (dict(y_val=lambda d: d.y_val + 10), ValueError, r"y_val must lie in \[0, 9\] \(DeepMLP has 10 outputs\), got values from 10"),
+    (dict(y_train=lambda d: d.y_train.int()), TypeError,
+     r"y_train must hold int64 class indices \(torch.long; use y_train.long\(\)\), got torch.int32"),
+    (dict(y_val=lambda d: d.y_val + 10), ValueError,
+     r"y_val must lie in \[0, 9\] \(DeepMLP has 10 outputs\), got values from 10"),
     (dict(y_train=lambda d: d.y_train[:-1]), ValueError, r"y_train must have one label per image, 100, got 99"),
     (dict(x_val=lambda d: d.x_val[:, :5]), ValueError, r"x_val must have shape \(n, 20\)"),
     (dict(x_train=lambda d: d.x_train.long()), TypeError, r"x_train must hold floating-point numbers"),
@@ -405,26 +407,29 @@ def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, erro
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda m, d: testbed.accuracy(m, d.x_val[:0], d.y_val[:0]), ValueError, r"x must have shape \(n, features\) with n >= 1"),
+    (lambda m, d: testbed.accuracy(m, d.x_val[:0], d.y_val[:0]), ValueError,
+     r"x must have shape \(n, features\) with n >= 1"),
     (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val, batch=0), ValueError, r"batch must be at least 1"),
     (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val[:3]), ValueError, r"y must have one label per image"),
     (lambda m, d: testbed.accuracy("m", d.x_val, d.y_val), TypeError, r"model must be a torch.nn.Module, got str"),
     (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val.int(), [0]), TypeError, r"y must hold int64"),
     (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val, 3), TypeError, r"seeds must be a list of seeds"),
     (lambda m, d: testbed.train(SMALL, d, 0, probe_every=0), ValueError, r"probe_every must be at least 1"),
-    (lambda m, d: testbed.predicted_moments("he", "relu", 10 ** 7, 48, 1.0), ValueError,
+    (lambda m, d: initialisation.predicted_moments("he", "relu", 10 ** 7, 48, 1.0), ValueError,
      r"depth must be an integer from 1 to 10000, got 10000000"),
-    (lambda m, d: testbed.predicted_moments("he", ["relu"], 3, 4, 1.0), ValueError, r"activation must be one of"),
-    (lambda m, d: testbed.predicted_moments("bogus", "relu", 3, 4, 1.0), ValueError, r"scheme must be one of"),
-    (lambda m, d: testbed.weight_variance("he", 4, 4, "swish"), ValueError, r"activation must be one of"),
-    (lambda m, d: testbed.initialise("m", "he"), TypeError, r"model must be a torch.nn.Module"),
+    (lambda m, d: initialisation.predicted_moments("he", ["relu"], 3, 4, 1.0), ValueError,
+     r"activation must be one of"),
+    (lambda m, d: initialisation.predicted_moments("bogus", "relu", 3, 4, 1.0), ValueError, r"scheme must be one of"),
+    (lambda m, d: initialisation.weight_variance("he", 4, 4, "swish"), ValueError, r"activation must be one of"),
+    (lambda m, d: initialisation.initialise("m", "he"), TypeError, r"model must be a torch.nn.Module"),
     (lambda m, d: testbed.make_optimiser(SMALL, "m"), TypeError, r"model must be a torch.nn.Module"),
     (lambda m, d: testbed.clip_by_norm(3, 1.0), TypeError, r"parameters must be the model's parameters"),
-    (lambda m, d: testbed.finite_mean(["a"]), TypeError, r"values must hold real numbers"),
-    (lambda m, d: testbed.geometric_mean(None), TypeError, r"values must hold real numbers"),
-    (lambda m, d: testbed.number("1.5"), TypeError, r"x must be a real number, got '1.5'"),
-    (lambda m, d: testbed.number(1.5, decimals=-1), ValueError, r"decimals must be an integer from 0 to 20"),
-    (lambda m, d: testbed.results_table([]), TypeError, r"results must be a non-empty dict"),
+    (lambda m, d: stats.finite_mean(["a"]), TypeError, r"values must hold real numbers"),
+    (lambda m, d: stats.geometric_mean(None), TypeError, r"values must hold real numbers"),
+    (lambda m, d: plots.short_number("1.5"), TypeError, r"x must be a real number, got '1.5'"),
+    (lambda m, d: plots.short_number(1.5, decimals=-1), ValueError, r"decimals must be an integer from 0 to 20"),
+    (lambda m, d: plots.results_table([]), TypeError, r"summaries must be a non-empty dict"),
+    (lambda m, d: plots.results_table({"a": [1]}), TypeError, r"summaries\['a'\] must be a summary over seeds"),
     (lambda m, d: testbed.Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
     (lambda m, d: testbed.Block(-1, 4, "relu", False, False), ValueError, r"n_in must be at least 1, got -1"),
     (lambda m, d: testbed.Block(4, 4, "relu", 0, False), TypeError, r"batch_norm must be True or False"),
@@ -436,9 +441,9 @@ def test_helpers_check_their_arguments(call, error, message):
 
 
 def test_the_helpers_still_accept_what_the_chapter_gives_them():
-    assert testbed.finite_mean([1.0, np.nan, 3.0]) == 2.0 and math.isnan(testbed.finite_mean([]))
-    assert testbed.geometric_mean(np.array([[1.0, 100.0]])) == pytest.approx(10.0)
-    assert testbed.number(np.float64(0.5)) == "0.50" and testbed.number(math.nan) == "–"
+    assert stats.finite_mean([1.0, np.nan, 3.0]) == 2.0 and math.isnan(stats.finite_mean([]))
+    assert stats.geometric_mean(np.array([[1.0, 100.0]])) == pytest.approx(10.0)
+    assert plots.short_number(np.float64(0.5)) == "0.50" and plots.short_number(math.nan) == "–"
 
 
 def test_but_names_an_unknown_setting():

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .. import recurrent
-from ..recurrent import RecurrentConfig
-from . import (Feedback, as_array, as_bool, as_choices, as_function, as_number, call, checker, grade_choices,
+from ..recurrent import Config
+from . import (Feedback, as_bool, as_choices, as_function, as_number, call, checker, grade_choices,
                sample)
 
 Array = np.ndarray
@@ -115,7 +115,8 @@ def check_forget_path(direct_path: Callable[[Array], Any], gain_bias_0: Any, gai
         if abs(got - want) > 1e-9 * want + 1e-300:
             wrong.append((len(f), got, want))
     if not wrong:
-        feedback.correct("direct_path multiplies the forget gates, as the chain rule along c_t = f_t c_(t-1) + ... says.")
+        feedback.correct("direct_path multiplies the forget gates, as the chain rule along "
+                         "c_t = f_t c_(t-1) + ... says.")
     else:
         n, got, want = wrong[0]
         feedback.wrong(f"For {n} steps direct_path gives {got:.4g}, but the direct path carries {want:.4g}.").hint(
@@ -142,7 +143,7 @@ def _solved_seeds(length: int) -> tuple[float, ...]:
     """The vanilla RNN trained as in the chapter at ``length`` from each of LENGTH_SEEDS, as one
     batched model (the chapter's ``recurrent.train_all`` does the same): the fraction solved by each."""
     from ..recurrent_batched import train_many
-    runs = train_many([RecurrentConfig(kind="rnn", length=length)] * len(LENGTH_SEEDS), list(LENGTH_SEEDS),
+    runs = train_many([Config(kind="rnn", length=length)] * len(LENGTH_SEEDS), list(LENGTH_SEEDS),
                       on=torch.device("cpu"))
     return tuple(float(r.solved) for r in runs)
 
@@ -174,6 +175,7 @@ def check_lengths(solves_30: Any, solves_40: Any) -> Feedback:
                            "solve more than half.")
     feedback.table(["T", "solved (seed 0)", "more than half", "your prediction"], rows)
     if not all(r[2] == r[3] for r in rows):
-        feedback.hint("At T = 20 the best of six seeds solved over 90% and the worst under a quarter; at T = 50 none solved any. "
+        feedback.hint("At T = 20 the best of six seeds solved over 90% and the worst under a quarter; "
+                      "at T = 50 none solved any. "
                       "The signal from the first marker shrinks by the decay factor at every step back.")
     return feedback

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import checks, data, testbed
-from . import (Feedback, as_array, as_bool, as_choices, as_function, as_number, call, checker, grade_choices,
+from . import (Feedback, as_bool, as_choices, as_function, as_number, call, checker, grade_choices,
                sample)
 
 Array = np.ndarray

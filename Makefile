@@ -116,8 +116,12 @@ grade: student data
 	$(BIN)/python -m grading.grade "$(SUBMISSIONS)" --student $(STUDENT) --timeout $(TIMEOUT) $(if $(WORKERS),--workers $(WORKERS),)
 
 # --- tests ----------------------------------------------------------------------------------
+# Both suites run on every core (pytest-xdist); nbval keeps each notebook on one worker
+# (--dist loadfile), as its cells share one kernel. UNIT_WORKERS=0 / NBVAL_WORKERS=0: one process.
+UNIT_WORKERS ?= auto
+NBVAL_WORKERS ?= 2
 unit: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(UNIT_WORKERS)
 
 # ruff's settings are in pyproject.toml ([tool.ruff]).
 lint: setup
@@ -128,7 +132,7 @@ lint: setup
 NBVAL_SANITIZE ?= tests/nbval_sanitize.cfg
 nbval: data
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(NBVAL_SANITIZE) \
-		-p no:cacheprovider chapters
+		-p no:cacheprovider -n $(NBVAL_WORKERS) --dist loadfile chapters
 
 nbcheck:
 	@if [ -f $(NBCHECK) ]; then python3 $(NBCHECK) .; else echo "nbcheck: $(NBCHECK) not found, skipped"; fi

@@ -105,8 +105,6 @@ def test_no_inline_script_is_written_twice(book_dir: Path):
         assert len(re.findall(r"const THEBE_JS_URL", text)) <= 1
 
 
-@pytest.mark.xfail(strict=False, reason="figures wider than the article column are being resized in another "
-                   "issue (10); remove this mark once they are")
 def test_figures_are_not_shrunk_below_seventy_percent(page):
     """Each figure's displayed width over its natural width, at a 1280-px-wide viewport. Figures
     hidden when the page opens (in a folded dropdown, a player's other frames) are not measured."""

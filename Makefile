@@ -120,6 +120,9 @@ grade: student data
 # (--dist loadfile), as its cells share one kernel. UNIT_WORKERS=0 / NBVAL_WORKERS=0: one process.
 UNIT_WORKERS ?= auto
 NBVAL_WORKERS ?= 2
+# The two longest chapters first, so that no worker is left with one of them at the end.
+NBVAL_FIRST := $(wildcard chapters/04_remedies.ipynb chapters/05_recurrent.ipynb)
+NBVAL_NOTEBOOKS ?= $(NBVAL_FIRST) $(filter-out $(NBVAL_FIRST),$(sort $(wildcard chapters/*.ipynb)))
 unit: setup
 	$(BIN)/python -m pytest tests -n $(UNIT_WORKERS)
 
@@ -132,7 +135,7 @@ lint: setup
 NBVAL_SANITIZE ?= tests/nbval_sanitize.cfg
 nbval: data
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(NBVAL_SANITIZE) \
-		-p no:cacheprovider -n $(NBVAL_WORKERS) --dist loadfile chapters
+		-p no:cacheprovider -n $(NBVAL_WORKERS) --dist loadfile $(NBVAL_NOTEBOOKS)
 
 nbcheck:
 	@if [ -f $(NBCHECK) ]; then python3 $(NBCHECK) .; else echo "nbcheck: $(NBCHECK) not found, skipped"; fi

@@ -77,6 +77,6 @@ def chapter_of(stem: str) -> int:
     """The chapter number in a notebook's name: 2 for ``02_unstable_gradients_exercises``."""
     match = re.match(r"(\d+)_", stem)
     if not match:
-        raise ValueError(f"an exercise notebook's name starts with its chapter number, e.g. 02_topic_exercises; "
-                         f"got {stem!r}")
+        raise ValueError(f"an exercise notebook's name starts with its chapter number, "
+                         f"e.g. 02_topic_exercises; got {stem!r}")
     return int(match.group(1))

@@ -56,8 +56,9 @@ WORK = ".grading"          # the folder, inside the submissions folder, where gr
 FORBIDDEN_MODULES = {"os", "sys", "subprocess", "shutil", "pathlib", "importlib", "builtins", "ctypes", "gc",
                      "inspect", "io", "pickle", "marshal", "types", "signal", "threading", "multiprocessing",
                      "socket", "runpy", "code", "codeop", "site", "pty", "atexit", "unittest"}
-FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr", "getattr", "globals", "locals",
-                   "vars", "open", "breakpoint", "input", "exit", "quit", "memoryview", "get_ipython"}
+FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr", "getattr", "globals",
+                   "locals", "vars", "open", "breakpoint", "input", "exit", "quit", "memoryview",
+                   "get_ipython"}
 
 
 @dataclass
@@ -91,7 +92,8 @@ def load_editions(folder: Path) -> dict[str, Any]:
 
 def which_edition(nb: Any, path: Path, editions: dict[str, Any]) -> str | None:
     """The edition a submission was made from: its stamp, else the edition named in its file name."""
-    stamp = nb.metadata.get("nblib", {}).get("notebook") if isinstance(nb.metadata.get("nblib"), dict) else None
+    stamp = (nb.metadata.get("nblib", {}).get("notebook") if isinstance(nb.metadata.get("nblib"), dict)
+             else None)
     if stamp in editions:
         return stamp
     named = [stem for stem in editions if stem in path.stem]
@@ -204,7 +206,8 @@ def scan_answer(text: str, protected: dict[str, str | None] | set[str]) -> list[
         return ["uses IPython magics or the shell"]
     tree = _parse(text)
     if tree is None:
-        return []                     # a syntax error: the cell fails when it runs, which is an error, not tampering
+        # a syntax error: the cell fails when it runs, which is an error, not tampering
+        return []
     reasons = []
     imported = set()
     for node in ast.walk(tree):
@@ -214,7 +217,8 @@ def scan_answer(text: str, protected: dict[str, str | None] | set[str]) -> list[
                 if name.split(".")[0] in FORBIDDEN_MODULES:
                     reasons.append(f"imports {name}")
             imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in FORBIDDEN_CALLS):
             reasons.append(f"calls {node.func.id}()")
         elif isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr.endswith("__"):
             reasons.append(f"uses {node.attr}")
@@ -232,10 +236,12 @@ def scan_answer(text: str, protected: dict[str, str | None] | set[str]) -> list[
             targets = [node.target]
         for target in targets:
             for sub in ast.walk(target):
-                if isinstance(sub, (ast.Attribute, ast.Subscript)) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+                if (isinstance(sub, (ast.Attribute, ast.Subscript))
+                        and isinstance(sub.ctx, (ast.Store, ast.Del))):
                     root = _root_name(sub)
                     if root is not None and (root in protected or root in imported or root not in local):
-                        reasons.append(f"changes {ast.unparse(sub)}, which belongs to the notebook, not the answer")
+                        reasons.append(f"changes {ast.unparse(sub)}, which belongs to the notebook, "
+                                       "not the answer")
     protected = protected if isinstance(protected, dict) else dict.fromkeys(protected)
     same = {name for name, origin in _imports(tree).items() if protected.get(name) == origin}
     rebound = (_bound_names(tree)["assigned"] | _bound_names(tree)["defined"] | imported) - same
@@ -286,7 +292,8 @@ def _safe(name: str) -> str:
 def run(work: Path, *, workers: int, timeout: int, seed: int) -> Path:
     """Run every notebook in ``work`` under pytest + nbval in grading mode; returns the JUnit XML."""
     report = work / "junit.xml"
-    (work / "pytest.ini").write_text("[pytest]\naddopts =\n")          # none of the book's own pytest settings
+    # none of the book's own pytest settings
+    (work / "pytest.ini").write_text("[pytest]\naddopts =\n")
     command = [sys.executable, "-m", "pytest", "-c", str(work / "pytest.ini"), "--rootdir", str(work),
                "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
                f"--nbval-cell-timeout={timeout}", f"--junitxml={report}", "-q", "--tb=line", "-o",
@@ -294,9 +301,10 @@ def run(work: Path, *, workers: int, timeout: int, seed: int) -> Path:
     if workers > 1:
         command += ["-n", str(workers), "--dist", "loadfile"]
     command += [str(p) for p in sorted(work.glob("*.ipynb"))]
-    env = dict(os.environ, NBLIB_GRADING="1", NBLIB_GRADING_SEED=str(seed), NBLIB_PROGRESS="0", MPLBACKEND="Agg",
-               PYTHONHASHSEED="0")
-    subprocess.run(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    env = dict(os.environ, NBLIB_GRADING="1", NBLIB_GRADING_SEED=str(seed), NBLIB_PROGRESS="0",
+               MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    subprocess.run(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
     if not report.exists():
         raise RuntimeError(f"pytest wrote no report: run it by hand to see why:\n  {' '.join(command)}")
     return report
@@ -329,8 +337,8 @@ def read_report(report: Path) -> dict[str, dict[int, CellOutcome]]:
             outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(True, seconds=seconds)
             continue
         text = ANSI.sub("", (failure.get("message") or "") + "\n" + (failure.text or ""))
-        outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(False, _kind(text), _message(text),
-                                                                             seconds)
+        outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(False, _kind(text),
+                                                                             _message(text), seconds)
     return outcomes
 
 
@@ -370,7 +378,8 @@ def results(item: Graded, outcomes: dict[int, CellOutcome]) -> list[tuple[str, s
     rows = []
     for number in item.exercises:
         label = f"{chapter}.{number}"
-        reasons = item.tampered.get(number, []) + [f"before the exercises: {r}" for r in item.tampered.get(None, [])]
+        reasons = item.tampered.get(number, []) + [f"before the exercises: {r}"
+                                                   for r in item.tampered.get(None, [])]
         if reasons:
             rows.append((label, "tampered", "; ".join(reasons)))
             continue
@@ -396,7 +405,8 @@ def results(item: Graded, outcomes: dict[int, CellOutcome]) -> list[tuple[str, s
 
 
 def grade(submissions: Path, student: Path = DEFAULT_STUDENT, *, timeout: int = CELL_TIMEOUT,
-          workers: int | None = None, seed: int | None = None) -> tuple[list[tuple[str, str, str, str]], dict]:
+          workers: int | None = None,
+          seed: int | None = None) -> tuple[list[tuple[str, str, str, str]], dict]:
     """Grade every notebook in ``submissions``; returns the rows (submission, exercise, result,
     detail) and facts about the run (seed, seconds, seconds per submission)."""
     submissions = Path(submissions)
@@ -447,13 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", type=Path, default=DEFAULT_STUDENT,
                         help=f"the student edition (default {DEFAULT_STUDENT.relative_to(ROOT)}; "
                              f"`make student` writes it)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help=f"seconds per cell (default {CELL_TIMEOUT})")
-    parser.add_argument("--workers", type=int, default=None, help="notebooks graded at once (default: one per core)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                        help=f"seconds per cell (default {CELL_TIMEOUT})")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="notebooks graded at once (default: one per core)")
     parser.add_argument("--seed", type=int, default=None,
                         help="the seed of the checkers' fresh inputs (default: drawn)")
     args = parser.parse_args(argv)
     try:
-        rows, facts = grade(args.submissions, args.student, timeout=args.timeout, workers=args.workers, seed=args.seed)
+        rows, facts = grade(args.submissions, args.student, timeout=args.timeout, workers=args.workers,
+                            seed=args.seed)
     except (FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2

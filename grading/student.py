@@ -49,8 +49,8 @@ class StudentEdition(Preprocessor):
         answers = [cells.exercise(c) for c in nb.cells if cells.role(c) == "answer"]
         checks = [cells.exercise(c) for c in nb.cells if cells.role(c) == "check"]
         if not answers or sorted(answers) != sorted(set(answers)) or sorted(answers) != sorted(checks):
-            raise ValueError(f"{self.notebook}: every exercise needs exactly one answer cell and one check cell "
-                             f"(answers for {answers}, checks for {checks})")
+            raise ValueError(f"{self.notebook}: every exercise needs exactly one answer cell and one "
+                             f"check cell (answers for {answers}, checks for {checks})")
         nb.metadata["nblib"] = {"edition": "student", "notebook": self.notebook,
                                 "chapter": cells.chapter_of(self.notebook), "exercises": sorted(answers)}
         return nb, resources
@@ -98,7 +98,8 @@ def write_editions(notebooks: list[Path], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.student", description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="exercise notebooks (default: all of the book's)")
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="exercise notebooks (default: all of the book's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"where to write them (default {DEFAULT_OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)

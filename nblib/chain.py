@@ -44,7 +44,8 @@ def random_chains(n: int, depth: int, *, seed: int | np.random.Generator = 0,
     return weight_std * rng.standard_normal((n, depth)), bias_std * rng.standard_normal((n, depth))
 
 
-def chain_forward(weights: Array, biases: Array, x: float | Array, *, scale: float = 1.0) -> tuple[Array, Array]:
+def chain_forward(weights: Array, biases: Array, x: float | Array, *,
+                  scale: float = 1.0) -> tuple[Array, Array]:
     """Weighted inputs ``zs`` and activations of every neuron, each of shape (..., depth):
     z_1 = w_1 x + b_1, a_j = scale * sigma(z_j), z_{j+1} = w_{j+1} a_j + b_{j+1}."""
     weights, biases = _chain_arrays(weights, biases)
@@ -77,11 +78,13 @@ def bias_gradients(weights: Array, biases: Array, x: float | Array, dC_da: float
     own = scale * sigmoid_prime(zs)                                           # f'(z_j)
     later = weights[..., 1:] * own[..., 1:]                                   # w_k f'(z_k), k = 2..L
     # prod_{k > j} w_k f'(z_k), a reversed cumulative product (1 for the last neuron)
-    tail = np.concatenate([np.cumprod(later[..., ::-1], axis=-1)[..., ::-1], np.ones_like(own[..., :1])], axis=-1)
+    tail = np.concatenate([np.cumprod(later[..., ::-1], axis=-1)[..., ::-1], np.ones_like(own[..., :1])],
+                          axis=-1)
     return own * tail * _input(dC_da, weights.shape[:-1], "dC_da")[..., None]
 
 
-def log10_factors(weights: Array, biases: Array, x: float | Array, *, scale: float = 1.0) -> tuple[Array, Array]:
+def log10_factors(weights: Array, biases: Array, x: float | Array, *,
+                  scale: float = 1.0) -> tuple[Array, Array]:
     """``(log10 |f'(z_j)|, log10 |w_j f'(z_j)|)`` for every neuron j, each of shape (..., depth):
     the neuron's own slope, and the factor it contributes to the gradients of the neurons
     before it (-inf where it is exactly zero)."""
@@ -192,13 +195,14 @@ def layer_jacobians(weights: list[Array], biases: list[Array], x: Array, *,
     biases = [_finite_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
     for l, (w, b) in enumerate(zip(weights, biases)):
         if w.ndim != 2 or b.shape != (w.shape[0],) or (l and w.shape[1] != weights[l - 1].shape[0]):
-            raise ValueError(f"layer {l}: weights of shape {w.shape} and biases of shape {b.shape} do not make a "
-                             f"network (weights[l] is (n_out, n_in), n_in the previous layer's n_out; "
-                             f"biases[l] is (n_out,))")
+            raise ValueError(f"layer {l}: weights of shape {w.shape} and biases of shape {b.shape} do not "
+                             f"make a network (weights[l] is (n_out, n_in), n_in the previous layer's "
+                             f"n_out; biases[l] is (n_out,))")
     h = _finite_array(x, "x")
     if h.ndim != 2 or h.shape[1] != weights[0].shape[1] or len(h) == 0:
         raise ValueError(f"x must be a batch of shape (m, {weights[0].shape[1]}), got shape {h.shape}")
-    checks.size(len(h) * sum(w.size for w in weights[1:]), "the Jacobians, m x the weights after the first layer")
+    checks.size(len(h) * sum(w.size for w in weights[1:]),
+                "the Jacobians, m x the weights after the first layer")
     out = []
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = h @ w.T + b

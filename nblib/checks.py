@@ -29,7 +29,8 @@ def integer(value: Any, name: str, at_least: int = 1, at_most: int | None = None
     if at_most is not None:
         kind = f"an integer from {at_least} to {at_most}"
     else:
-        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(at_least, f"an integer ≥ {at_least}")
+        kind = ({1: "a positive integer", 0: "a non-negative integer"}
+                .get(at_least, f"an integer ≥ {at_least}"))
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be {kind}, got {value!r}")
     if at_most is not None and not at_least <= value <= at_most:
@@ -108,7 +109,8 @@ def settings(changes: dict[str, Any], known: Sequence[str], what: str) -> dict[s
     """Keyword changes that all name one of the ``known`` settings of ``what`` (e.g. "a Config")."""
     unknown = sorted(set(changes) - set(known))
     if unknown:
-        raise TypeError(f"{what} has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(known)}")
+        raise TypeError(f"{what} has no setting {', '.join(map(repr, unknown))}; "
+                        f"its settings are {', '.join(known)}")
     return changes
 
 
@@ -120,7 +122,8 @@ def seed(value: Any, name: str = "seed", *, generator: bool = False) -> Any:
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or not 0 <= value <= SEED_MAX:
         extra = ", a numpy Generator or None" if generator else ""
-        error = ValueError if isinstance(value, Integral) and not isinstance(value, (bool, np.bool_)) else TypeError
+        error = (ValueError if isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+                 else TypeError)
         raise error(f"{name} must be an integer from 0 to 2**64 - 1{extra}, got {value!r}")
     return int(value)
 
@@ -187,5 +190,6 @@ def configs_with_seeds(configs: Any, seeds: Any, kind: type, what: str) -> tuple
         raise TypeError("seeds must be a list with one seed per config")
     seeds = [seed(s, "every seed") for s in seeds]
     if len(seeds) != len(configs):
-        raise ValueError(f"configs and seeds must have one entry per network, got {len(configs)} and {len(seeds)}")
+        raise ValueError(f"configs and seeds must have one entry per network, "
+                         f"got {len(configs)} and {len(seeds)}")
     return list(configs), seeds

@@ -133,7 +133,8 @@ def fetch_verified(filename: str, sha256: str, directory: str | os.PathLike,
                       f"{sha256}; fetching it again.", stacklevel=2)
     if (unusable := _unusable_cache(directory, target)) is not None:
         raise DataUnavailableError(f"Could not get {filename}: the cache cannot hold it, {unusable}. "
-                                   f"Set the environment variable NBLIB_DATA_DIR to a writable folder. {by_hand}")
+                                   f"Set the environment variable NBLIB_DATA_DIR to a writable folder. "
+                                   f"{by_hand}")
     _remove_stale_parts(target)
     for source in sources:
         reason = _try_source(source, sha256, target, verbose)

@@ -117,5 +117,6 @@ _NUMPY_ACTIVATIONS = {
     "sigmoid": (sigmoid, sigmoid_prime),
     "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
     "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
-    "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z), lambda z: np.where(z > 0, 1.0, LEAKY_SLOPE)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z),
+                   lambda z: np.where(z > 0, 1.0, LEAKY_SLOPE)),
 }

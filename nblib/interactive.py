@@ -61,25 +61,30 @@ class Slider:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise ValueError(f"slider name must be a Python identifier (it is passed as a keyword), got {self.name!r}")
+            raise ValueError(f"slider name must be a Python identifier (it is passed as a keyword), "
+                             f"got {self.name!r}")
         if isinstance(self.values, (str, bytes)) or not isinstance(self.values, (Sequence, np.ndarray)):
             raise TypeError(f"slider {self.name!r}: values must be a list of numbers, got {self.values!r}")
         values = []
         for v in self.values:
-            if isinstance(v, bool) or not isinstance(v, (Real, np.floating, np.integer)) or not np.isfinite(v):
+            if (isinstance(v, bool) or not isinstance(v, (Real, np.floating, np.integer))
+                    or not np.isfinite(v)):
                 raise TypeError(f"slider {self.name!r}: values must be finite numbers, got {v!r}")
             values.append(float(v))
         if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])):
-            raise ValueError(f"slider {self.name!r}: values must be at least two increasing numbers, got {values}")
+            raise ValueError(f"slider {self.name!r}: values must be at least two increasing numbers, "
+                             f"got {values}")
         object.__setattr__(self, "_values", tuple(values))
         if self.start is not None and self._checked(checks.number, self.start, "start") not in values:
-            raise ValueError(f"slider {self.name!r}: start must be one of its values {values}, got {self.start!r}")
+            raise ValueError(f"slider {self.name!r}: start must be one of its values {values}, "
+                             f"got {self.start!r}")
         if self.step is not None:
             self._checked(checks.number, self.step, "step", positive=True)
         self._checked(checks.boolean, self.prerender, "prerender")
         self._checked(checks.text, self.label, "label")
         if not isinstance(self.fmt, str):
-            raise TypeError(f"slider {self.name!r}: fmt must be a format string such as '{{:.2f}}', got {self.fmt!r}")
+            raise TypeError(f"slider {self.name!r}: fmt must be a format string such as '{{:.2f}}', "
+                            f"got {self.fmt!r}")
         try:
             self.fmt.format(values[0])
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -139,8 +144,8 @@ class Explorer:
             raise ValueError("at least one slider must be pre-rendered (prerender=True)")
         frames = int(np.prod([len(s.grid) for s in sliders if s.prerender]))
         if frames > MAX_FRAMES:
-            raise ValueError(f"{frames} pre-rendered frames (the product of the sliders' numbers of values) is "
-                             f"more than {MAX_FRAMES}: use fewer values")
+            raise ValueError(f"{frames} pre-rendered frames (the product of the sliders' numbers of values) "
+                             f"is more than {MAX_FRAMES}: use fewer values")
         dpi = checks.integer(dpi, "dpi", 20, at_most=300)
         colours = checks.integer(colours, "colours", 0, at_most=256)
         if colours == 1:
@@ -150,7 +155,8 @@ class Explorer:
         self.title, self.dpi, self.colours = title, dpi, colours
         figure.set_dpi(dpi)
         # draw with Agg whatever the notebook's backend (the inline backend's canvas is Agg already)
-        self._canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+        self._canvas = (figure.canvas if isinstance(figure.canvas, FigureCanvasAgg)
+                        else FigureCanvasAgg(figure))
         self._html: str | None = None
         self._background: Any = None
         self._widget: Any = None
@@ -167,7 +173,8 @@ class Explorer:
                              f"missing {sorted(missing)}, unknown {sorted(extra)}")
         readout = self.update(**values)
         if readout is not None and not isinstance(readout, str):
-            raise TypeError(f"update must return a string (the readout) or None, got {type(readout).__name__}")
+            raise TypeError(f"update must return a string (the readout) or None, "
+                            f"got {type(readout).__name__}")
         self._draw()
         return _encode(self._canvas, self.colours if quantize else 0), readout or ""
 
@@ -222,7 +229,8 @@ class Explorer:
         controls = []
         for s in self.sliders:
             lo, hi = s.grid[0], s.grid[-1]
-            controls.append(widgets.FloatSlider(value=s.initial, min=lo, max=hi, step=s.step or (hi - lo) / 100,
+            controls.append(widgets.FloatSlider(value=s.initial, min=lo, max=hi,
+                                                step=s.step or (hi - lo) / 100,
                                                 description=s.text, continuous_update=True,
                                                 readout_format=".3g", style={"description_width": "initial"}))
         png, readout = self.render(**{s.name: s.initial for s in self.sliders})
@@ -236,8 +244,8 @@ class Explorer:
         for c in controls:
             c.observe(redraw, names="value")
         title = [widgets.HTML(value=f"<strong>{html.escape(self.title)}</strong>")] if self.title else []
-        self._widget = widgets.VBox(title + [widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
-                                             image, text])
+        self._widget = widgets.VBox(
+            title + [widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")), image, text])
         self._controls = controls
         return self._widget
 

@@ -133,18 +133,20 @@ def sgd_epoch(weights: list[Array], biases: list[Array], inputs: SparseRows, lab
         raise ValueError("kernels.sgd_epoch needs numba: pip install numba (or train with "
                          "nblib.training.sgd(..., engine='numpy'))")
     _check_layers_of(weights, biases)
-    checks.instance(inputs, "inputs", SparseRows, "nblib.kernels.SparseRows (SparseRows.from_dense(x, dtype))")
+    checks.instance(inputs, "inputs", SparseRows,
+                    "nblib.kernels.SparseRows (SparseRows.from_dense(x, dtype))")
     dtype = weights[0].dtype
     if inputs.values.dtype != dtype or inputs.shape[1] != weights[0].shape[1]:
         raise ValueError(f"inputs must be {inputs.shape[0]} rows of {weights[0].shape[1]} {dtype.name} "
-                         f"numbers for this network, got rows of {inputs.shape[1]} {inputs.values.dtype.name} "
-                         f"numbers: use SparseRows.from_dense(x, {dtype.name})")
+                         f"numbers for this network, got rows of {inputs.shape[1]} "
+                         f"{inputs.values.dtype.name} numbers: use SparseRows.from_dense(x, {dtype.name})")
     labels = checks.labels(labels, "labels", weights[-1].shape[0], inputs.shape[0])
     order = checks.array(order, "order", ndim=1, empty=True)
     if order.dtype.kind not in "iu" or (len(order) and (order.min() < 0 or order.max() >= inputs.shape[0])):
         raise ValueError(f"order must be integer indices of examples, in [0, {inputs.shape[0] - 1}]")
     m = integer(mini_batch_size, "mini_batch_size")
-    eta, lmbda, n = number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True), integer(n, "n")
+    eta, lmbda, n = (number(eta, "eta", non_negative=True), number(lmbda, "lmbda", non_negative=True),
+                     integer(n, "n"))
     check_decay(eta, lmbda, n)
     frozen = check_layers(frozen, len(weights))
     _sgd_epoch(weights, biases, inputs, labels, order, m, eta, 1.0 - eta * lmbda / n, frozen)

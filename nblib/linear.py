@@ -185,8 +185,9 @@ def backward(weights: Tensor, activations: list[Tensor], output_grad: Tensor, *,
     weights = check_weights(weights)
     depth = weights.shape[1]
     if not isinstance(activations, (list, tuple)) or len(activations) != depth + 1:
-        raise ValueError(f"activations must hold {depth + 1} tensors (inputs and every layer), "
-                         f"got {len(activations) if isinstance(activations, (list, tuple)) else activations!r}")
+        raise ValueError(
+            f"activations must hold {depth + 1} tensors (inputs and every layer), "
+            f"got {len(activations) if isinstance(activations, (list, tuple)) else activations!r}")
     g = _check_batch(output_grad, "output_grad", weights)
     for l, a in enumerate(activations):
         if not isinstance(a, torch.Tensor) or a.shape != g.shape:
@@ -334,7 +335,8 @@ def _rates(lr: Any, runs: int) -> list[float]:
     """One positive learning rate per network, from a number or a list of ``runs`` numbers."""
     if isinstance(lr, (list, tuple, np.ndarray)):
         if len(lr) != runs:
-            raise ValueError(f"lr must be one number or a list of {runs} (one per network), got {len(lr)} numbers")
+            raise ValueError(f"lr must be one number or a list of {runs} (one per network), "
+                             f"got {len(lr)} numbers")
         return [number(r, "every lr", positive=True) for r in lr]
     return [number(lr, "lr", positive=True)] * runs
 
@@ -355,7 +357,8 @@ def _train_share(weights: Tensor, target: Tensor, *, steps: int, rates: list[flo
     a learning rate per network costs nothing)."""
     runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
     skips = _skips(flags, runs, weights)
-    scale = torch.tensor(rates, dtype=weights.dtype, device=weights.device).view(runs, 1, 1) * (2 / (n * batch_size))
+    scale = (torch.tensor(rates, dtype=weights.dtype, device=weights.device).view(runs, 1, 1)
+             * (2 / (n * batch_size)))
     g = torch.Generator().manual_seed(seed)
     layers = [weights[:, l] for l in range(depth)]
     recorded, records = [], []
@@ -372,7 +375,8 @@ def _train_share(weights: Tensor, target: Tensor, *, steps: int, rates: list[flo
     with torch.no_grad():
         record(0)
         target_t = target.T.contiguous()
-        for step in progress_bar(range(1, steps + 1), desc="SGD, deep linear", progress=progress, leave=False):
+        for step in progress_bar(range(1, steps + 1), desc="SGD, deep linear", progress=progress,
+                                 leave=False):
             x = torch.randn(batch_size, n, generator=g).to(weights.device, weights.dtype)
             h = x.expand(runs, batch_size, n)
             activations = [h]

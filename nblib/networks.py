@@ -189,9 +189,11 @@ class Network:
         """``grads`` as ``backprop`` returns them for this network: one finite array per layer,
         of the shape of its weights and biases."""
         checks.instance(grads, "grads", Gradients, "the Gradients that Network.backprop returns")
-        for kind, given, own in (("weights", grads.weights, self.weights), ("biases", grads.biases, self.biases)):
+        for kind, given, own in (("weights", grads.weights, self.weights),
+                                 ("biases", grads.biases, self.biases)):
             if isinstance(given, (str, bytes)) or not isinstance(given, Sequence) or len(given) != len(own):
-                raise ValueError(f"grads.{kind} must hold one array per layer ({len(own)}), got {given!r:.60}")
+                raise ValueError(f"grads.{kind} must hold one array per layer ({len(own)}), "
+                                 f"got {given!r:.60}")
             for l, (g, p) in enumerate(zip(given, own)):
                 g = checks.array(g, f"grads.{kind}[{l}]", finite=False)
                 if g.shape != p.shape:
@@ -236,7 +238,8 @@ class Network:
         n = integer(len(a) if n is None else n, "n")
         cross_entropy = float(cross_entropy_terms(a, y, z).sum(axis=1).mean())
         if lmbda:
-            cross_entropy += 0.5 * lmbda / n * sum(float((w.astype(np.float64) ** 2).sum()) for w in self.weights)
+            cross_entropy += 0.5 * lmbda / n * sum(float((w.astype(np.float64) ** 2).sum())
+                                                   for w in self.weights)
         return cross_entropy
 
     def predict(self, x: Array) -> Array:
@@ -256,7 +259,8 @@ class Network:
         """Output activations: (n, sizes[-1]) numbers in [0, 1], or NaN (a diverged network)."""
         arr = checks.array(a, name, ndim=2, finite=False)
         if arr.shape[1] != self.sizes[-1]:
-            raise ValueError(f"{name} has {arr.shape[1]} columns but the network has {self.sizes[-1]} outputs")
+            raise ValueError(f"{name} has {arr.shape[1]} columns "
+                             f"but the network has {self.sizes[-1]} outputs")
         if np.any((arr < 0) | (arr > 1)):          # False for NaN
             raise ValueError(f"{name} must be output activations, numbers in [0, 1]; got values from "
                              f"{np.nanmin(arr):g} to {np.nanmax(arr):g}")
@@ -286,7 +290,8 @@ def cross_entropy_terms(a: Array, y: Array, z: Array | None = None) -> Array:
     terms[np.isnan(terms) & ~np.isnan(a)] = 0.0      # 0 ln 0, on an output exactly 0 or 1
     saturated = np.isinf(terms)
     if saturated.any():
-        terms[saturated] = _saturated_terms(a[saturated], y[saturated], None if z is None else np.asarray(z)[saturated])
+        terms[saturated] = _saturated_terms(a[saturated], y[saturated],
+                                            None if z is None else np.asarray(z)[saturated])
     return terms
 
 

@@ -96,10 +96,12 @@ def neuron_bars(gradients: Sequence[Array], *, neurons: int = 6, title: str,
     if isinstance(gradients, np.ndarray) or not isinstance(gradients, Sequence) or not gradients:
         raise TypeError("gradients must be a non-empty list with one 1-D array of dC/db per hidden layer")
     neurons = checks.integer(neurons, "neurons")
-    gradients = [checks.array(g, f"gradients[{l}]", ndim=1).astype(float)[:neurons] for l, g in enumerate(gradients)]
+    gradients = [checks.array(g, f"gradients[{l}]", ndim=1).astype(float)[:neurons]
+                 for l, g in enumerate(gradients)]
     checks.text(title, "title")
-    if axes is not None and (isinstance(axes, (str, bytes, plt.Axes)) or not isinstance(axes, (Sequence, np.ndarray))
-                             or len(axes) != len(gradients) or not all(isinstance(ax, plt.Axes) for ax in axes)):
+    if axes is not None and (isinstance(axes, (str, bytes, plt.Axes))
+                             or not isinstance(axes, (Sequence, np.ndarray)) or len(axes) != len(gradients)
+                             or not all(isinstance(ax, plt.Axes) for ax in axes)):
         raise ValueError(f"axes must be a list of {len(gradients)} Axes, one per hidden layer")
     if axes is None:
         fig, axes = plt.subplots(1, len(gradients), figsize=(3.2 * len(gradients), 3), sharex=True,
@@ -160,7 +162,8 @@ class Table:
                 raise TypeError(f"rows[{i}] must be a list of cells, got {row!r:.60}")
             if len(row) != len(header):
                 raise ValueError(f"rows[{i}] has {len(row)} cells but the header has {len(header)} columns")
-        self.header, self.rows, self.caption = list(header), [list(r) for r in rows], checks.text(caption, "caption")
+        self.header, self.rows, self.caption = (list(header), [list(r) for r in rows],
+                                                checks.text(caption, "caption"))
 
     def _repr_html_(self) -> str:
         cell = lambda tag, v: f"<{tag}>{html.escape(str(v))}</{tag}>"  # noqa: E731
@@ -203,7 +206,8 @@ def _curves(runs: Array, name: str) -> Array:
 
 
 # --- figures added for chapters 1 to 3 (keep this line) ---
-def singular_value_picture(matrix: Array, *, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+def singular_value_picture(matrix: Array, *, ax: plt.Axes | None = None,
+                           title: str | None = None) -> plt.Axes:
     """What a 2 x 2 matrix M does to the unit circle: the circle, its image (an ellipse whose
     semi-axes are the singular values s_1 >= s_2 along the left singular vectors u_1, u_2), and
     the two right singular vectors v_1, v_2 on the circle, which M sends to s_1 u_1 and s_2 u_2."""
@@ -217,8 +221,10 @@ def singular_value_picture(matrix: Array, *, ax: plt.Axes | None = None, title: 
     ax.plot(*circle, color="grey", linewidth=1, label="unit circle")
     ax.plot(*(m @ circle), color="C0", linewidth=1.5, label="its image under M")
     for k, colour in enumerate(("C3", "C2")):
-        ax.annotate("", xy=vt[k], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, linestyle="--"))
-        ax.annotate("", xy=s[k] * u[:, k], xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, linewidth=2))
+        ax.annotate("", xy=vt[k], xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="->", color=colour, linestyle="--"))
+        ax.annotate("", xy=s[k] * u[:, k], xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="->", color=colour, linewidth=2))
         ax.plot([], [], color=colour, label=f"$v_{k + 1}$ (dashed) and $M v_{k + 1} = s_{k + 1} u_{k + 1}$, "
                                              f"$s_{k + 1}$ = {s[k]:.2f}")
     reach = 1.15 * max(1.0, s[0])
@@ -249,7 +255,8 @@ def results_table(summaries: Mapping[str, Any], caption: str = "") -> Table:
     and the end (geometric mean over seeds), dead units, effective rank, diverged runs and time."""
     fields = ("accuracy", "ratio_start", "ratio_end", "dead", "eff_rank", "diverged", "seconds")
     if not isinstance(summaries, Mapping) or not summaries:
-        raise TypeError(f"summaries must be a non-empty dict {{variant name: summary}}, got {summaries!r:.60}")
+        raise TypeError(f"summaries must be a non-empty dict {{variant name: summary}}, "
+                        f"got {summaries!r:.60}")
     for name, s in summaries.items():
         if not all(hasattr(s, f) for f in fields):
             raise TypeError(f"summaries[{name!r}] must be a summary over seeds (testbed.summarise(runs)), "
@@ -259,11 +266,13 @@ def results_table(summaries: Mapping[str, Any], caption: str = "") -> Table:
     for name, s in summaries.items():
         lo, hi = np.min(s.accuracy), np.max(s.accuracy)
         rows.append([name, mean_sd(s.accuracy), f"{lo:.1f} – {hi:.1f}",
-                     short_number(stats.geometric_mean(s.ratio_start)), short_number(stats.geometric_mean(s.ratio_end)),
-                     short_number(stats.finite_mean(s.dead), 1), short_number(stats.finite_mean(s.eff_rank), 1),
+                     short_number(stats.geometric_mean(s.ratio_start)),
+                     short_number(stats.geometric_mean(s.ratio_end)),
+                     short_number(stats.finite_mean(s.dead), 1),
+                     short_number(stats.finite_mean(s.eff_rank), 1),
                      f"{int(np.sum(s.diverged))}/{len(s.diverged)}", f"{np.mean(s.seconds):.1f}"])
-    header = ["variant", "accuracy (%)", "range (%)", "grad ratio, start", "grad ratio, end", "dead units (%)",
-              "effective rank", "diverged", "time (s)"]
+    header = ["variant", "accuracy (%)", "range (%)", "grad ratio, start", "grad ratio, end",
+              "dead units (%)", "effective rank", "diverged", "time (s)"]
     return Table(header, rows, caption=caption)
 
 
@@ -310,13 +319,16 @@ def plot_probe_history(history: Any, metrics: Sequence[str] = ("grad_norm", "upd
     if layers is None:
         shown = list(range(n))
     else:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, np.ndarray)) or len(layers) == 0:
-            raise ValueError(f"layers must be a non-empty list of layer numbers from 1 to {n}, got {layers!r}")
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, np.ndarray)) \
+                or len(layers) == 0:
+            raise ValueError(f"layers must be a non-empty list of layer numbers from 1 to {n}, "
+                             f"got {layers!r}")
         shown = [checks.integer(l, "every entry of layers", 1, at_most=n) - 1 for l in layers]
     if axes is None:
         ncols = min(ncols, len(metrics))
         nrows = -(-len(metrics) // ncols)
-        fig, grid = plt.subplots(nrows, ncols, figsize=(8, 2.7 * nrows + 0.5), squeeze=False, layout="constrained")
+        fig, grid = plt.subplots(nrows, ncols, figsize=(8, 2.7 * nrows + 0.5), squeeze=False,
+                                 layout="constrained")
         for ax in grid.ravel()[len(metrics):]:
             ax.set_visible(False)
         axes = list(grid.ravel()[:len(metrics)])
@@ -324,7 +336,8 @@ def plot_probe_history(history: Any, metrics: Sequence[str] = ("grad_norm", "upd
             fig.suptitle(title)
     elif isinstance(axes, (str, bytes)) or not isinstance(axes, (Sequence, np.ndarray)) \
             or len(axes) != len(metrics) or not all(isinstance(ax, plt.Axes) for ax in np.ravel(axes)):
-        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, got {axes!r:.60}")
+        raise ValueError(f"axes must be a list of {len(metrics)} matplotlib Axes, one per metric, "
+                         f"got {axes!r:.60}")
     axes = list(np.ravel(axes))
     cmap = plt.cm.viridis
     colours = cmap(np.linspace(0, 0.9, n))

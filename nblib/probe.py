@@ -203,7 +203,8 @@ class Probe:
         handles += [m.register_forward_hook(ran) for m in watched.values()]
         acts_by_id = {id(a): a for _, a in self.pairs if a is not None}
         for key, act_module in acts_by_id.items():
-            keep = {i: _keep_output(acts[i], None if act_grads is None else act_grads[i]) for i, _ in layers_of[key]}
+            keep = {i: _keep_output(acts[i], None if act_grads is None else act_grads[i])
+                    for i, _ in layers_of[key]}
             handles.append(act_module.register_forward_hook(_dispatch(layers_of[key], keep, last, strays)))
         return handles
 
@@ -232,7 +233,8 @@ class Probe:
             rows["grad_norm"].append(float(g.norm()) if g is not None else math.nan)
             rows["bias_grad_norm"].append(float(gb.norm()) if gb is not None else math.nan)
             rows["weight_norm"].append(w0_norm)
-            rows["update_ratio"].append(float((w1.detach() - w0).norm()) / w0_norm if w0_norm > 0 else math.nan)
+            rows["update_ratio"].append(float((w1.detach() - w0).norm()) / w0_norm if w0_norm > 0
+                                        else math.nan)
             ag = act_grads[i]
             if ag:
                 ag = ag[0] if len(ag) == 1 else torch.cat([t.reshape(-1) for t in ag])
@@ -246,8 +248,10 @@ class Probe:
     def _activation_stats(self, outputs: list[torch.Tensor], module: nn.Module | None) -> dict[str, float]:
         if not outputs:
             return {m: math.nan for m in ACTIVATION_METRICS}
-        a = (_as_rows(outputs[0]) if len(outputs) == 1 else torch.cat([_as_rows(t) for t in outputs])).double()
-        std, mean = torch.std_mean(a) if a.numel() > 1 else (torch.zeros(()), a.mean())   # a: (examples, units)
+        a = (_as_rows(outputs[0]) if len(outputs) == 1
+             else torch.cat([_as_rows(t) for t in outputs])).double()
+        # a: (examples, units)
+        std, mean = torch.std_mean(a) if a.numel() > 1 else (torch.zeros(()), a.mean())
         stats = {"act_mean": float(mean), "act_std": float(std), "saturated": math.nan, "dead": math.nan}
         if isinstance(module, nn.Sigmoid):
             stats["saturated"] = float((a * (1 - a) < self.saturation / 4).double().mean())
@@ -319,7 +323,8 @@ def _layers(model: nn.Module, layers) -> tuple[list[str], list[tuple[nn.Module, 
     """Names and (weight module, activation module) pairs, given or found in ``model``."""
     if layers is None:
         names, pairs, last = [], [], None
-        for name, module in model.named_modules(remove_duplicate=False):   # a module placed twice counts twice
+        # a module placed twice counts twice
+        for name, module in model.named_modules(remove_duplicate=False):
             if isinstance(module, WEIGHT_TYPES):
                 last = (name, module)
             elif isinstance(module, ACTIVATION_TYPES) and last is not None:
@@ -346,7 +351,8 @@ def _layers(model: nn.Module, layers) -> tuple[list[str], list[tuple[nn.Module, 
     inside = {id(m) for m in model.modules()}
     for name, pair in items:
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise TypeError(f"layers[{name!r}] must be a (weight module, activation module) pair, got {pair!r}")
+            raise TypeError(f"layers[{name!r}] must be a (weight module, activation module) pair, "
+                            f"got {pair!r}")
         weight_module, act_module = pair
         if not isinstance(weight_module, nn.Module) or not isinstance(getattr(weight_module, "weight", None),
                                                                          nn.Parameter):

@@ -84,13 +84,15 @@ def representations(weights: Tensor, x: Tensor, *, nonlinearity: str = "tanh",
     _check_nonlinearity(nonlinearity)
     normalise = checks.choice(normalise, "normalise", NORMALISATIONS)
     runs, depth, n = weights.shape[0], weights.shape[1], weights.shape[-1]
-    if biases is not None and (not isinstance(biases, torch.Tensor) or tuple(biases.shape) != (runs, depth, n)):
-        raise ValueError(f"biases must be a tensor of shape ({runs}, {depth}, {n}), got "
-                         f"{tuple(biases.shape) if isinstance(biases, torch.Tensor) else type(biases).__name__}")
+    if biases is not None and (not isinstance(biases, torch.Tensor)
+                               or tuple(biases.shape) != (runs, depth, n)):
+        raise ValueError(
+            f"biases must be a tensor of shape ({runs}, {depth}, {n}), got "
+            f"{tuple(biases.shape) if isinstance(biases, torch.Tensor) else type(biases).__name__}")
     h = _batch(x, n, weights).expand(runs, -1, -1)
     if normalise == "batch" and h.shape[1] < 2:
-        raise ValueError("batch normalisation needs a batch of at least 2 examples (the spread of one example "
-                         f"is undefined), got x of shape {tuple(x.shape)}")
+        raise ValueError("batch normalisation needs a batch of at least 2 examples (the spread of one "
+                         f"example is undefined), got x of shape {tuple(x.shape)}")
     if normalise == "layer" and n < 2:
         raise ValueError(f"layer normalisation needs layers of at least 2 units, got width {n}")
     phi, out = NONLINEARITIES[nonlinearity], [h]
@@ -109,8 +111,8 @@ def effective_dimensions(hidden: list[Tensor]) -> np.ndarray:
     ``hidden`` as returned by ``representations``; returns an array of shape (runs, layers).
     Representations that are not finite (a network whose activations overflowed) have no
     dimension: NaN."""
-    if not isinstance(hidden, (list, tuple)) or not hidden or not all(isinstance(h, torch.Tensor) and h.ndim == 3
-                                                                      for h in hidden):
+    if (not isinstance(hidden, (list, tuple)) or not hidden
+            or not all(isinstance(h, torch.Tensor) and h.ndim == 3 for h in hidden)):
         raise TypeError("hidden must be a non-empty list of tensors of shape (runs, batch, n), "
                         "as returned by representations()")
     h = torch.stack([t.double() for t in hidden], dim=1)               # (runs, layers, batch, n)
@@ -206,8 +208,9 @@ def warp(points: np.ndarray, depth: int, *, hidden: int = 200, weight_scale: flo
 
 
 # --- Duvenaud et al.'s deep Gaussian processes: the Jacobian as a product of Gaussian matrices -----
-def deep_gp_jacobians(runs: int, depth: int, dim: int, *, input_connected: bool = False, variance: float | None = None,
-                      at: tuple[int, ...] | None = None, seed: int) -> dict[int, Tensor]:
+def deep_gp_jacobians(runs: int, depth: int, dim: int, *, input_connected: bool = False,
+                      variance: float | None = None, at: tuple[int, ...] | None = None,
+                      seed: int) -> dict[int, Tensor]:
     """Duvenaud et al.'s recipe for the Jacobian of a deep Gaussian process: a product of
     independent matrices with independent N(0, variance) entries, one per layer. Plain layers are
     dim x dim, J^(1:l) = J^l J^(1:l-1). Input-connected layers see the previous layer and the input
@@ -222,7 +225,8 @@ def deep_gp_jacobians(runs: int, depth: int, dim: int, *, input_connected: bool 
     if at is not None and (isinstance(at, (str, bytes)) or not isinstance(at, (list, tuple, range))):
         raise TypeError(f"at must be a list of depths such as (1, {depth}), got {at!r}")
     at = (depth,) if at is None else tuple(integer(a, "every depth in at", 1, at_most=depth) for a in at)
-    checks.size(runs * depth * dim * dim * (2 if input_connected else 1), "the Jacobians, runs x depth x dim x dim")
+    checks.size(runs * depth * dim * dim * (2 if input_connected else 1),
+                "the Jacobians, runs x depth x dim x dim")
     g = torch.Generator().manual_seed(checks.seed(seed))
     eye = torch.eye(dim, dtype=torch.float64).expand(runs, dim, dim)
     jac, out = eye, {}
@@ -261,7 +265,8 @@ def scalar_input_gradients(x: np.ndarray, runs: int, depth: int, *, width: int =
     g = torch.Generator().manual_seed(checks.seed(seed))
     first = torch.randn(runs, 2, width, generator=g, dtype=torch.float64) * torch.tensor([[2 ** 0.5], [1.0]],
                                                                                           dtype=torch.float64)
-    weights = torch.randn(runs, max(depth - 1, 0), width, width, generator=g, dtype=torch.float64) * (2 / width) ** 0.5
+    weights = (torch.randn(runs, max(depth - 1, 0), width, width, generator=g, dtype=torch.float64)
+               * (2 / width) ** 0.5)
     readouts = torch.randn(runs, depth, width, generator=g, dtype=torch.float64) * width ** -0.5
     gradients = rectifier_gradients(x, first, weights, readouts, residual_scale=residual_scale)
     return ScalarNets(np.asarray(x, dtype=np.float64).copy(), gradients, residual_scale)
@@ -289,8 +294,9 @@ def rectifier_gradients(x: np.ndarray, first: Tensor, weights: Tensor, readouts:
     depth = readouts.shape[1]
     if (first.shape[1] != 2 or tuple(weights.shape) != (runs, depth - 1, n, n)
             or tuple(readouts.shape) != (runs, depth, n)):
-        raise ValueError(f"first must be (runs, 2, n), weights (runs, L - 1, n, n) and readouts (runs, L, n); got "
-                         f"{tuple(first.shape)}, {tuple(weights.shape)} and {tuple(readouts.shape)}")
+        raise ValueError(f"first must be (runs, 2, n), weights (runs, L - 1, n, n) and readouts "
+                         f"(runs, L, n); got {tuple(first.shape)}, {tuple(weights.shape)} and "
+                         f"{tuple(readouts.shape)}")
     if residual_scale is not None:
         residual_scale = number(residual_scale, "residual_scale", positive=True)
 
@@ -327,4 +333,5 @@ def gradient_correlation(gradients: np.ndarray, lag: int = 1) -> np.ndarray:
     a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)
     denominator = np.sqrt((a ** 2).sum(axis=-1) * (b ** 2).sum(axis=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=-1) / np.where(denominator > 0, denominator, 1), np.nan)
+        return np.where(denominator > 0, (a * b).sum(axis=-1) / np.where(denominator > 0, denominator, 1),
+                        np.nan)

@@ -211,7 +211,8 @@ def _predict(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.shape != y.shape:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model must return one number per sequence, shape {tuple(y.shape)}, got {shape}")
+        raise ValueError(f"the model must return one number per sequence, shape {tuple(y.shape)}, "
+                         f"got {shape}")
     return out
 
 
@@ -226,7 +227,8 @@ def train(config: Config, seed: int, on: torch.device | None = None) -> Run:
     x_test, y_test = adding_problem(2000, config.length, torch.Generator().manual_seed(10**6), on)
     stream = seed_all(seed)             # the initial weights, and the sequences' own generator
     model = config.network().to(on)
-    optimiser = (torch.optim.Adam if config.optimiser == "adam" else torch.optim.SGD)(model.parameters(), lr=config.lr)
+    optimiser = (torch.optim.Adam if config.optimiser == "adam" else torch.optim.SGD)(
+        model.parameters(), lr=config.lr)
     grads_start = input_gradients(model, x_test[:500], y_test[:500])
     losses, norms, updates, clipped = [], [], [], 0
     for _ in range(config.steps):
@@ -335,7 +337,8 @@ def _squash(x: Array, nonlinearity: str) -> tuple[Array, Array]:
     return s, s * (1.0 - s)
 
 
-def one_unit(w: Any, b: Any, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> tuple[Array, Array, Array]:
+def one_unit(w: Any, b: Any, *, steps: int = 50, x0: float = 0.5,
+             target: float = 0.7) -> tuple[Array, Array, Array]:
     """Pascanu, Mikolov and Bengio's one-unit recurrent network, x_t = w sigmoid(x_{t-1}) + b from
     ``x0``, with the loss on its last step, L = (x_steps - target)^2. ``w`` and ``b`` are numbers or
     arrays that broadcast together (a grid of them, say). Returns (L, dL/dw, dL/db), the gradient by

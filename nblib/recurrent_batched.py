@@ -108,7 +108,8 @@ class Stack:
             return self._lstm_per_network(x)
         # the input's contribution at every step and gate at once, time and gate first: (T, G, M, n, H)
         G, H = GATES[self.kind], self.hidden
-        xw = torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H).permute(2, 3, 0, 1, 4)
+        xw = (torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H)
+              .permute(2, 3, 0, 1, 4))
         relu = torch.tensor([name == "relu" for name in self.nonlinearities], device=x.device).view(-1, 1, 1)
         h = _Unrolled.apply(xw.contiguous(), self.W_hh, self.b_hh, self.kind, relu)
         return torch.baddbmm(self.b_out, h, self.W_out).squeeze(-1)
@@ -120,7 +121,8 @@ class Stack:
         zeros = x.new_zeros(1, n, self.hidden)
         last = []
         for m in range(M):
-            weights = [self.W_ih[m].T.contiguous(), self.W_hh[m].T.contiguous(), self.b_ih[m, 0], self.b_hh[m, 0]]
+            weights = [self.W_ih[m].T.contiguous(), self.W_hh[m].T.contiguous(), self.b_ih[m, 0],
+                       self.b_hh[m, 0]]
             out, _, _ = torch.lstm(x[m], (zeros, zeros), weights, True, 1, 0.0, True, False, True)
             last.append(out[:, -1])
         return torch.baddbmm(self.b_out, torch.stack(last), self.W_out).squeeze(-1)
@@ -213,7 +215,8 @@ class _Unrolled(torch.autograd.Function):
         Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
         bg = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3)                          # (G, M, 1, H)
         hs = xw.new_zeros(T + 1, M, n, H)                                       # h_0 ... h_T
-        repeat = (lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1 else (lambda h: h)
+        repeat = ((lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1
+                  else (lambda h: h))
         if kind == "rnn":
             x_b = xw[:, 0] + bg[0]
             blocks = _blocks(relu)
@@ -324,7 +327,8 @@ def _check(configs: Sequence[Config], seeds: Sequence[int]) -> tuple[list[Config
     configs, seeds = checks.configs_with_seeds(configs, seeds, Config, "recurrent.Config")
     shapes = {shape_of(c) for c in configs}
     if len(shapes) > 1:
-        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)}")
+        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; "
+                         f"got {sorted(shapes)}")
     return configs, seeds
 
 
@@ -395,8 +399,9 @@ class _Training:
             loss = ((stack.forward(x) - y) ** 2).mean(1)
             loss.sum().backward()
             with torch.no_grad():
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
-                                                             for p in params], 1), dim=1)
+                norm = torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
+                                 for p in params], 1), dim=1)
                 clip = self.clip[self.alive]
                 over = norm > clip
                 if bool(over.any()):
@@ -452,7 +457,8 @@ class _Training:
         self.stack = self.stack.select(keep)
         for p in self.stack.parameters():
             p.requires_grad_(True)
-        self.adam, self.lr, self.clip = self.adam[index], self.lr[index], self.clip  # clip stays indexed by alive
+        # clip stays indexed by alive
+        self.adam, self.lr, self.clip = self.adam[index], self.lr[index], self.clip
         self.m = [t.index_select(0, index) for t in self.m]
         self.v = [t.index_select(0, index) for t in self.v]
 

@@ -72,8 +72,10 @@ class Workers:
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import torch.multiprocessing
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=torch.multiprocessing.get_context("spawn"),
-                                             initializer=_one_thread, initargs=(self._initializer, self._initargs))
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=torch.multiprocessing.get_context("spawn"),
+                                             initializer=_one_thread,
+                                             initargs=(self._initializer, self._initargs))
         return self._pool
 
     def close(self) -> None:

@@ -78,7 +78,8 @@ def use_local_mathjax(app: Sphinx, config: Any) -> None:
             logger.info("offline_book: MathJax in %s is incomplete (missing %s: run `make assets` again); "
                         "pages load it from its CDN", folder, ", ".join(_missing(folder / "es5")))
         else:
-            logger.info("offline_book: MathJax is not installed in %s (run `make assets`); pages load it from its CDN",
+            logger.info("offline_book: MathJax is not installed in %s (run `make assets`); "
+                        "pages load it from its CDN",
                         Path(config.offline_vendor_dir) / "mathjax")
         return
     config.mathjax_path = f"{SERVED_AT}/{MATHJAX_ENTRY}"     # relative to _static
@@ -101,8 +102,9 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
             elif (source / part).is_file():
                 shutil.copy2(source / part, target / part)
     except OSError as error:    # removed or damaged while the book was built
-        logger.warning("offline_book: could not copy MathJax from %s into the book (%s: %s): run `make assets` "
-                       "again; the pages would show raw TeX", source, type(error).__name__, error)
+        logger.warning("offline_book: could not copy MathJax from %s into the book (%s: %s): "
+                       "run `make assets` again; the pages would show raw TeX",
+                       source, type(error).__name__, error)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

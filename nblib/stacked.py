@@ -109,7 +109,8 @@ class StackedMLP:
         for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             w = torch.empty(len(inits), n_in, n_out, dtype=torch.float64)
             for s, (scheme, seed, scale) in enumerate(zip(self.inits, self.seeds, self.scales)):
-                generator = torch.Generator().manual_seed(10_000 * seed + l)  # one stream per network and layer
+                # one stream per network and layer
+                generator = torch.Generator().manual_seed(10_000 * seed + l)
                 bound = init_bound(scheme, n_in, n_out, scale)
                 if scheme == "gaussian":
                     w[s] = bound * torch.randn(n_in, n_out, generator=generator, dtype=torch.float64)
@@ -161,7 +162,8 @@ class StackedMLP:
         if labels.ndim == 1:
             labels = labels.unsqueeze(0).expand(len(self), -1)
         if tuple(labels.shape) != tuple(shape):
-            raise ValueError(f"labels must have shape ({shape[1]},) or {tuple(shape)}, got {tuple(labels.shape)}")
+            raise ValueError(f"labels must have shape ({shape[1]},) or {tuple(shape)}, "
+                             f"got {tuple(labels.shape)}")
         return labels.to(self.device)
 
 
@@ -203,8 +205,9 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
 
     ``workers`` threads each train a share of the networks (the networks are independent, so
     the result does not depend on ``workers``, but for rounding); on a CPU with two cores, two
-    workers take about half the time. The gradients are computed by backpropagation written out for this network
-    (sigmoid layers, softmax and cross-entropy), which needs fewer steps than autograd."""
+    workers take about half the time. The gradients are computed by backpropagation written out
+    for this network (sigmoid layers, softmax and cross-entropy), which needs fewer steps than
+    autograd."""
     checks.instance(stack, "stack", StackedMLP, "an nblib.stacked.StackedMLP")
     steps, batch_size = integer(steps, "steps"), integer(batch_size, "batch_size")
     checks.size(len(stack) * steps * batch_size, "the examples' order, networks x steps x batch_size")
@@ -219,7 +222,8 @@ def train(stack: StackedMLP, images: np.ndarray, labels: np.ndarray, *, steps: i
         px, py = as_pair(probe_data, "probe_data")
         px = _images(px, stack.sizes[0])
         py = _class_labels(py, len(px), stack.sizes[-1])
-        px, py = torch.as_tensor(px, device=stack.device, dtype=stack.dtype), torch.as_tensor(py, device=stack.device)
+        px, py = (torch.as_tensor(px, device=stack.device, dtype=stack.dtype),
+                  torch.as_tensor(py, device=stack.device))
     record_every = integer(record_every, "record_every", at_least=0)
     if record_every and probe_data is None:
         raise ValueError("record_every needs probe_data: the inputs and labels to measure on")
@@ -268,7 +272,8 @@ def _share(stack: StackedMLP, part: slice) -> StackedMLP:
 
 
 @torch.no_grad()
-def gradients(stack: StackedMLP, x: torch.Tensor, labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def gradients(stack: StackedMLP, x: torch.Tensor,
+              labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The gradient of each network's mean cross-entropy on its batch, by backpropagation written
     out: one tensor per weight matrix, then one per bias vector (the order of ``parameters()``),
     and each network's loss (S,). ``x`` is (S, B, n_in) or (B, n_in), ``labels`` (S, B) or (B,)."""
@@ -301,9 +306,9 @@ def _gradients(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch
     return grad_w + grad_b, loss
 
 
-def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: torch.Tensor, eta: torch.Tensor,
-                 mu: torch.Tensor, *, steps: int, batch_size: int, probe_data: tuple, record_every: int,
-                 progress: bool) -> list[dict[str, np.ndarray]]:
+def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: torch.Tensor,
+                 eta: torch.Tensor, mu: torch.Tensor, *, steps: int, batch_size: int, probe_data: tuple,
+                 record_every: int, progress: bool) -> list[dict[str, np.ndarray]]:
     """``train`` on one share of the networks, in the calling thread: the probe records."""
     params = stack.parameters()
     heavy = bool((mu > 0).any())                       # without momentum, no velocity to keep
@@ -314,7 +319,8 @@ def _train_share(stack: StackedMLP, xs: torch.Tensor, ys: torch.Tensor, order: t
     with torch.no_grad():
         for step in progress_bar(range(steps), desc=f"{len(stack)} networks", progress=progress, leave=False):
             batch = order[:, step * batch_size:(step + 1) * batch_size]
-            steps_, _ = _gradients(stack.weights, stack.biases, xs[batch], ys[batch], scale=eta)   # eta x gradient
+            # eta x gradient
+            steps_, _ = _gradients(stack.weights, stack.biases, xs[batch], ys[batch], scale=eta)
             if heavy:
                 for p, v, g in zip(params, velocity, steps_):
                     v.mul_(mu).sub_(g)

@@ -155,7 +155,8 @@ class DeepMLP(nn.Module):
                                           config.residual_scale, config.learn_scale, config.bn_noise)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(config.width, n_out)
-        self.aux_at = [l for l in range(config.aux_every, config.depth, config.aux_every)] if config.aux_every else []
+        self.aux_at = ([l for l in range(config.aux_every, config.depth, config.aux_every)]
+                       if config.aux_every else [])
         self.aux = nn.ModuleList(nn.Linear(config.width, n_out) for _ in self.aux_at)
         initialise(self, config.init, config.activation)
 
@@ -182,7 +183,8 @@ class DeepMLP(nn.Module):
         return {f"hidden {l}": (b.linear, b.act) for l, b in enumerate(self.blocks, start=1)}
 
 
-def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
+def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,
+                    seeds: Sequence[int]) -> tuple[Array, Array]:
     """Measured counterparts of ``predicted_moments``: for freshly initialised ``DeepMLP(config)``
     networks (one per seed) and one batch (x, y) with the cross-entropy loss, the second moment
     of each hidden layer's activations, E[a_l^2], and of the gradient reaching them, E[g_l^2].
@@ -233,7 +235,8 @@ def clip_by_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
     the gradients together. Returns ||g|| before clipping."""
     checks.number(max_norm, "max_norm", positive=True)
     if isinstance(parameters, torch.Tensor) or not isinstance(parameters, Iterable):
-        raise TypeError(f"parameters must be the model's parameters (model.parameters()), got {parameters!r:.60}")
+        raise TypeError(f"parameters must be the model's parameters (model.parameters()), "
+                        f"got {parameters!r:.60}")
     parameters = list(parameters)
     if not all(isinstance(p, torch.Tensor) for p in parameters):
         raise TypeError("parameters must be tensors (model.parameters())")
@@ -266,7 +269,8 @@ class Data:
             width = x.shape[1]
             y = _class_labels(getattr(self, f"y_{part}"), f"y_{part}", len(x))
             if x.device != self.x_train.device or y.device != self.x_train.device:
-                raise ValueError(f"x_{part} and y_{part} must be on the device of x_train, {self.x_train.device}")
+                raise ValueError(f"x_{part} and y_{part} must be on the device of x_train, "
+                                 f"{self.x_train.device}")
 
 
 def prepare(mnist: Any, n_train: int | None = None, n_val: int | None = None,
@@ -330,7 +334,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        right = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+        right = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+                    for i in range(0, len(x), batch))
     model.train(was_training)
     return right / len(x)
 
@@ -381,7 +386,8 @@ def train(config: Config, data: Data, seed: int, *, probe_every: int = 25) -> Ru
     aux = [accuracy(nn.Sequential(*model.blocks[:l], head), data.x_val, data.y_val)
            for l, head in zip(model.aux_at, model.aux)]
     return Run(config, seed, accuracy(model, data.x_val, data.y_val), np.array(losses), np.array(norms),
-               probe.history(), final, diverged, clipped / max(1, len(losses)), time.perf_counter() - start, aux)
+               probe.history(), final, diverged, clipped / max(1, len(losses)), time.perf_counter() - start,
+               aux)
 
 
 @dataclass
@@ -437,7 +443,8 @@ def summarise_all(results: Mapping[str, Sequence[Run]]) -> dict[str, Summary]:
     """``summarise`` for every variant of ``results`` ({name: [run per seed]}), e.g. for
     ``plots.results_table``."""
     if not isinstance(results, Mapping) or not results:
-        raise TypeError(f"results must be a non-empty dict {{variant name: [Run per seed]}}, got {results!r:.60}")
+        raise TypeError(f"results must be a non-empty dict {{variant name: [Run per seed]}}, "
+                        f"got {results!r:.60}")
     return {name: summarise(runs) for name, runs in results.items()}
 
 
@@ -456,7 +463,8 @@ class Runner:
     def __init__(self, data: Data, seeds: Sequence[int], *, probe_every: int = 25,
                  workers: int | None = None) -> None:
         if not isinstance(data, Data):
-            raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
+            raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), "
+                            f"got {type(data).__name__}")
         self.seeds = checks.seeds(seeds)
         self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
         on_cpu = data.x_train.device.type == "cpu"
@@ -478,7 +486,8 @@ class Runner:
         todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
                                   if (c, s) not in self.runs))
         jobs = _jobs(todo, self.workers)
-        options = {"probe_every": self.probe_every, "track_every": checks.integer(track_every, "track_every", 0),
+        options = {"probe_every": self.probe_every,
+                   "track_every": checks.integer(track_every, "track_every", 0),
                    "track_units": checks.integer(track_units, "track_units", 1)}
         answers = self._workers.run(partial(_train_in_worker, options=options), jobs, cost=_job_cost,
                                     local=partial(_train_job, data=self.data, options=options), desc=desc,
@@ -506,7 +515,8 @@ def _batch(x: Any, name: str, width: int | None = None) -> torch.Tensor:
     """A non-empty (n, features) tensor of finite floating-point numbers (``width`` features if given)."""
     x = tensor(x, name, ndim=2, floating=True)
     if len(x) == 0 or (width is not None and x.shape[1] != width):
-        raise ValueError(f"{name} must have shape (n, {width or 'features'}) with n >= 1, got {tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape (n, {width or 'features'}) with n >= 1, "
+                         f"got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return x
@@ -516,7 +526,8 @@ def _class_labels(y: Any, name: str, n: int | None) -> torch.Tensor:
     """int64 class indices in 0..9, ``n`` of them."""
     y = tensor(y, name, ndim=1)
     if y.dtype != torch.int64:
-        raise TypeError(f"{name} must hold int64 class indices (torch.long; use {name}.long()), got {y.dtype}")
+        raise TypeError(f"{name} must hold int64 class indices (torch.long; use {name}.long()), "
+                        f"got {y.dtype}")
     if n is not None and len(y) != n:
         raise ValueError(f"{name} must have one label per image, {n}, got {len(y)}")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= N_CLASSES):

@@ -84,7 +84,8 @@ class _Stack:
         stack = lambda ts: torch.stack([t.detach().to(torch.float32) for t in ts]).to(on)  # noqa: E731
         self.W = [stack([m.blocks[l].linear.weight.T for m in models]) for l in range(self.depth)]
         self.b = [stack([m.blocks[l].linear.bias if m.blocks[l].linear.bias is not None
-                         else torch.zeros(sizes[l + 1]) for m in models]).unsqueeze(1) for l in range(self.depth)]
+                         else torch.zeros(sizes[l + 1]) for m in models]).unsqueeze(1)
+                  for l in range(self.depth)]
         self.head_W = stack([m.head.weight.T for m in models])
         self.head_b = stack([m.head.bias for m in models]).unsqueeze(1)
         self.bn = torch.tensor([c.batch_norm for c in configs], device=on).view(-1, 1, 1)
@@ -102,18 +103,23 @@ class _Stack:
                                   device=on).view(self.M, self.depth, 1, 1)
         self.learn_scale = torch.tensor([c.residual and c.learn_scale for c in configs], device=on)
         self.noise = [c.bn_noise for c in configs]
-        self.noise_generators = [noise_generator(s) if c.bn_noise > 0 else None for c, s in zip(configs, seeds)]
-        # auxiliary classifiers: heads at the union of every model's positions, weighted 0 where a model has none
+        self.noise_generators = [noise_generator(s) if c.bn_noise > 0 else None
+                                 for c, s in zip(configs, seeds)]
+        # auxiliary classifiers: heads at the union of every model's positions,
+        # weighted 0 where a model has none
         self.aux_at = sorted({l for m in models for l in m.aux_at})
         self.aux_W, self.aux_b, weights, members = [], [], [], []
         for l in self.aux_at:
             heads = [m.aux[m.aux_at.index(l)] if l in m.aux_at else None for m in models]
-            self.aux_W.append(stack([h.weight.T if h is not None else torch.zeros(c0.width, N_CLASSES) for h in heads]))
-            self.aux_b.append(stack([h.bias if h is not None else torch.zeros(N_CLASSES) for h in heads]).unsqueeze(1))
+            self.aux_W.append(stack([h.weight.T if h is not None else torch.zeros(c0.width, N_CLASSES)
+                                     for h in heads]))
+            self.aux_b.append(stack([h.bias if h is not None else torch.zeros(N_CLASSES)
+                                     for h in heads]).unsqueeze(1))
             weights.append([c.aux_weight if h is not None else 0.0 for c, h in zip(configs, heads)])
             members.append([h is not None for h in heads])
         heads = len(self.aux_at)
-        self.aux_weight = torch.tensor(weights, dtype=torch.float32, device=on).reshape(heads, self.M).T.contiguous()
+        self.aux_weight = (torch.tensor(weights, dtype=torch.float32, device=on)
+                           .reshape(heads, self.M).T.contiguous())
         self.aux_member = torch.tensor(members, dtype=torch.bool).reshape(heads, self.M).T.contiguous()
         self._settle()
 
@@ -200,7 +206,8 @@ class _Stack:
 
     def add_noise(self, z: torch.Tensor) -> torch.Tensor:
         """``Config.bn_noise``: each noisy model's own draw for this layer and step."""
-        draws = [noise_draw(g, a, z.shape[-1]) if a > 0 else torch.tensor([[0.0], [0.0]]).expand(2, z.shape[-1])
+        draws = [noise_draw(g, a, z.shape[-1]) if a > 0
+                 else torch.tensor([[0.0], [0.0]]).expand(2, z.shape[-1])
                  for g, a in zip(self.noise_generators, self.noise)]
         u, v = torch.stack(draws).to(z.device).unsqueeze(2).unbind(1)        # (M, 1, units) each
         return z * (1 + u) + v
@@ -217,7 +224,8 @@ class _Stack:
     def loss(self, logits: torch.Tensor, aux: list, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each model's main cross-entropy (M,) and its total loss with the auxiliary terms."""
         M, B = y.shape
-        ce = lambda out: F.cross_entropy(out.reshape(M * B, -1), y.reshape(-1), reduction="none").view(M, B).mean(1)  # noqa: E731
+        ce = lambda out: F.cross_entropy(out.reshape(M * B, -1), y.reshape(-1),  # noqa: E731
+                                         reduction="none").view(M, B).mean(1)
         main = ce(logits)
         total = main
         for k, out in enumerate(aux):
@@ -266,7 +274,8 @@ class _Optimiser:
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         self.params = params
         self.adam, self.lr, self.mu, self.l2 = pick(self.adam), pick(self.lr), pick(self.mu), pick(self.l2)
-        self.buf, self.m, self.v = [pick(t) for t in self.buf], [pick(t) for t in self.m], [pick(t) for t in self.v]
+        self.buf, self.m, self.v = ([pick(t) for t in self.buf], [pick(t) for t in self.m],
+                                    [pick(t) for t in self.v])
 
     def step(self) -> None:
         self.step_count += 1
@@ -283,7 +292,8 @@ class _Optimiser:
                     g = g + self.l2.view(shape) * p
                 update = None
                 if not all_adam:          # torch.optim.SGD: buf = g at the first step, then mu buf + g
-                    self.buf[i] = g.clone() if self.buf[i] is None else self.buf[i].mul_(self.mu.view(shape)).add_(g)
+                    self.buf[i] = (g.clone() if self.buf[i] is None
+                                   else self.buf[i].mul_(self.mu.view(shape)).add_(g))
                     update = self.lr.view(shape) * self.buf[i]
                 if any_adam:              # torch.optim.Adam, with its bias corrections
                     self.m[i].lerp_(g, 1 - b1)
@@ -300,7 +310,8 @@ def _check(configs: Sequence[Config], data: Data, seeds: Sequence[int]) -> tuple
         raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), got {type(data).__name__}")
     shapes = {shape_of(c) for c in configs}
     if len(shapes) > 1:
-        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; got {sorted(shapes)} "
+        raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; "
+                         f"got {sorted(shapes)} "
                          f"(group them with shape_of, or use testbed.Runner, which does)")
     return list(configs), seeds
 
@@ -328,7 +339,8 @@ def train_many(configs: Sequence[Config], data: Data, seeds: Sequence[int], *, p
     return result
 
 
-def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int]) -> tuple[Array, Array]:
+def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,
+                    seeds: Sequence[int]) -> tuple[Array, Array]:
     """``testbed.moments_at_init`` for every seed at once: E[a_l^2] and E[g_l^2] of freshly
     initialised ``DeepMLP(config)`` networks on one batch (x, y), arrays (seeds, depth)."""
     seeds = checks.seeds(seeds)
@@ -348,8 +360,8 @@ class _Training:
     """The training loop of ``train_many``. A model whose loss or gradient stops being finite is
     scored as it is (as ``testbed.train`` scores a diverged network) and leaves the stack."""
 
-    def __init__(self, configs: list[Config], data: Data, seeds: list[int], probe_every: int, track_every: int,
-                 track_images: int, track_units: int) -> None:
+    def __init__(self, configs: list[Config], data: Data, seeds: list[int], probe_every: int,
+                 track_every: int, track_images: int, track_units: int) -> None:
         self.configs, self.seeds, self.data = configs, seeds, data
         self.probe_every, self.track_every, self.track_units = probe_every, track_every, track_units
         self.track_x, self.track_y = data.x_val[:track_images], data.y_val[:track_images]
@@ -364,7 +376,8 @@ class _Training:
         self.losses, self.norms = torch.full((steps, M), math.nan), torch.full((steps, M), math.nan)
         self.stopped, self.diverged = [steps] * M, [False] * M
         self.clipped = torch.zeros(M)
-        self.accuracy, self.aux_accuracy = np.full(M, math.nan), np.full((M, len(self.stack.aux_at)), math.nan)
+        self.accuracy, self.aux_accuracy = (np.full(M, math.nan),
+                                            np.full((M, len(self.stack.aux_at)), math.nan))
         self.records: list[tuple[int, list[int], dict[str, Array]]] = []
         self.tracked: list[tuple[int, list[int], Array, Array]] = []
         self.final: dict[int, dict[str, Array]] = {}
@@ -400,11 +413,14 @@ class _Training:
             total.sum().backward()
             with torch.no_grad():
                 if stack.learning_scales:
-                    stack.scale.grad.mul_(stack.learn_scale.view(-1, 1, 1, 1))    # only the models that learn them
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
-                                                             for _, p in self.params if p.grad is not None], 1), dim=1)
+                    # only the models that learn them
+                    stack.scale.grad.mul_(stack.learn_scale.view(-1, 1, 1, 1))
+                norm = torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
+                                 for _, p in self.params if p.grad is not None], 1), dim=1)
                 if record:
-                    rows = _probe_row(stack, acts)       # the gradients before clipping, as the probe sees them
+                    # the gradients before clipping, as the probe sees them
+                    rows = _probe_row(stack, acts)
                 clip = self.clip.index_select(0, torch.tensor(self.alive, device=self.clip.device))
                 if bool(torch.isfinite(clip).any()):
                     over = norm > clip
@@ -416,8 +432,9 @@ class _Training:
             self.optimiser.step()
             if record:
                 with torch.no_grad():
-                    rows["update_ratio"] = np.stack([((w - w0).flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1))
-                                                     .double().cpu().numpy() for w, w0 in zip(stack.W, before)], 1)
+                    rows["update_ratio"] = np.stack(
+                        [((w - w0).flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1)).double().cpu().numpy()
+                         for w, w0 in zip(stack.W, before)], 1)
                     rows["weight_norm"] = np.stack([w0.flatten(1).norm(dim=1).double().cpu().numpy()
                                                     for w0 in before], 1)
                 self.records.append((step, list(self.alive), rows))
@@ -477,7 +494,8 @@ class _Training:
         names = [f"hidden {l}" for l in range(1, depth + 1)]
         runs = []
         for i, (c, s) in enumerate(zip(self.configs, self.seeds)):
-            rows = [(step, {k: r[k][alive.index(i)] for k in METRICS}) for step, alive, r in self.records if i in alive]
+            rows = [(step, {k: r[k][alive.index(i)] for k in METRICS})
+                    for step, alive, r in self.records if i in alive]
             metrics = {k: np.array([r[k] for _, r in rows]).reshape(len(rows), depth) for k in METRICS}
             history = History(list(names), np.array([step for step, _ in rows], dtype=int), metrics)
             n = self.stopped[i]
@@ -498,11 +516,13 @@ def _probe_row(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array]:
     """The probe's per-layer numbers for every model at one recorded step (update_ratio and
     weight_norm are added after the optimiser's step): arrays of shape (M, depth)."""
     rows: dict[str, Array] = {}
-    rows["grad_norm"] = np.stack([w.grad.flatten(1).norm(dim=1).cpu().double().numpy() for w in stack.W], axis=1)
+    rows["grad_norm"] = np.stack([w.grad.flatten(1).norm(dim=1).cpu().double().numpy() for w in stack.W],
+                                 axis=1)
     bias = np.stack([b.grad.flatten(1).norm(dim=1).cpu().double().numpy() for b in stack.b], axis=1)
     rows["bias_grad_norm"] = np.where(stack.bn.view(-1, 1).cpu().numpy(), math.nan, bias)
     rows["act_grad_rms"] = np.stack([a.grad.double().pow(2).flatten(1).mean(1).sqrt().cpu().numpy()
-                                     if a.grad is not None else np.full(stack.M, math.nan) for a in acts], axis=1)
+                                     if a.grad is not None else np.full(stack.M, math.nan)
+                                     for a in acts], axis=1)
     rows.update(activation_stats(stack, [a.detach() for a in acts]))
     return rows
 
@@ -511,7 +531,8 @@ def activation_stats(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array
     """The probe's activation statistics (act_mean, act_std, saturated, dead, eff_rank) of each
     model and hidden layer, from activations (M, examples, units) per layer: (M, depth) each."""
     M = stack.M
-    out = {k: np.full((M, len(acts)), math.nan) for k in ("act_mean", "act_std", "saturated", "dead", "eff_rank")}
+    out = {k: np.full((M, len(acts)), math.nan)
+           for k in ("act_mean", "act_std", "saturated", "dead", "eff_rank")}
     spectra = []
     for l, a in enumerate(acts):
         a = a.double()
@@ -523,7 +544,8 @@ def activation_stats(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array
                 saturated = part * (1 - part) < SATURATION / 4
                 out["saturated"][i:j, l] = saturated.double().flatten(1).mean(1).cpu().numpy()
             elif name == "tanh":
-                out["saturated"][i:j, l] = (1 - part * part < SATURATION).double().flatten(1).mean(1).cpu().numpy()
+                out["saturated"][i:j, l] = ((1 - part * part < SATURATION).double().flatten(1).mean(1)
+                                            .cpu().numpy())
             else:
                 out["dead"][i:j, l] = (part <= 0).all(dim=1).double().mean(1).cpu().numpy()
         finite = torch.isfinite(a).flatten(1).all(1)

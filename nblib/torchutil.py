@@ -60,8 +60,8 @@ def as_tensors(split: Any, on: torch.device | None = None,
 def float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
     """A floating-point torch dtype (float32, float64, float16 or bfloat16)."""
     if not any(dtype is d for d in FLOAT_DTYPES):
-        raise TypeError(f"{name} must be a floating-point torch dtype such as torch.float32 or torch.float64, "
-                        f"got {dtype!r}")
+        raise TypeError(f"{name} must be a floating-point torch dtype such as torch.float32 or "
+                        f"torch.float64, got {dtype!r}")
     return dtype
 
 

@@ -69,7 +69,8 @@ def _one_blas_thread(function: Callable[..., Any]) -> Callable[..., Any]:
 @_one_blas_thread
 def sgd(net: Network, training: Pair | Any, *, epochs: int, mini_batch_size: int, eta: float,
         lmbda: float = 0.0, evaluation: Pair | Any | None = None, probe: Pair | Any | None = None,
-        seed: int = 0, frozen: Sequence[int] = (), engine: str = "auto", progress: bool | None = None) -> History:
+        seed: int = 0, frozen: Sequence[int] = (), engine: str = "auto",
+        progress: bool | None = None) -> History:
     """Mini-batch stochastic gradient descent, exactly network2's ``SGD``: each epoch shuffles the
     training data, then for each mini-batch of m examples sets
     w <- (1 - eta*lmbda/n) w - (eta/m) sum dC_x/dw  and  b <- b - (eta/m) sum dC_x/db.
@@ -247,7 +248,8 @@ def _check_network(net: Network) -> None:
 def _diverged(history: History, what: str, epoch: int, rate: str) -> None:
     history.diverged = True
     warnings.warn(f"{what} diverged: the weights stopped being finite at epoch {epoch}, so training "
-                  f"stopped there (History.diverged is True); try a smaller {rate}", RuntimeWarning, stacklevel=3)
+                  f"stopped there (History.diverged is True); try a smaller {rate}", RuntimeWarning,
+                  stacklevel=3)
 
 
 def _choose_engine(engine: str) -> str:

@@ -115,7 +115,8 @@ def grading_seed() -> int:
     return _drawn_seed
 
 
-def sample(public: Sequence[Any], draw: Callable[[np.random.Generator], Sequence[Any]], name: str) -> list[Any]:
+def sample(public: Sequence[Any], draw: Callable[[np.random.Generator], Sequence[Any]],
+           name: str) -> list[Any]:
     """The inputs a checker tries: ``public`` (shown in the book and the feedback) normally, and
     in grading mode ``draw(rng)``, fresh inputs from a generator seeded by the grading seed and
     ``name`` (so each checker gets its own stream)."""
@@ -200,7 +201,8 @@ class Feedback:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
             body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>"
                            for r in self.rows)
-            table = f'<table style="margin:0.4em 0 0 1.2em"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            table = (f'<table style="margin:0.4em 0 0 1.2em"><thead><tr>{head}</tr></thead>'
+                     f'<tbody>{body}</tbody></table>')
         return (f'<div class="nblib-feedback" style="border-left:4px solid {colour};padding:0.4em 0.8em;'
                 f'margin:0.3em 0"><div><strong>{html.escape(self.title)}</strong>: '
                 f'<span style="color:{colour};font-weight:bold">{self.verdict}</span></div>'
@@ -294,7 +296,8 @@ def as_array(value: Any, name: str, *, shape: tuple[int, ...] | None = None) -> 
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise Problem(f"{name} should be an array of numbers; numpy could not read it as one ({exc}).") from None
+        raise Problem(f"{name} should be an array of numbers; numpy could not read it as one "
+                      f"({exc}).") from None
     if shape is not None and arr.shape != tuple(shape):
         raise Problem(f"{name} should have shape {tuple(shape)}, but it has shape {arr.shape}.")
     bad = ~np.isfinite(arr)
@@ -385,7 +388,8 @@ def as_choices(value: Any, name: str, options: Mapping[str, str]) -> list[str]:
     ``["B", "D"]``, each one of ``options`` (letter -> statement), or a :class:`Problem`."""
     letters = ", ".join(options)
     if value is None or value is Ellipsis:
-        raise Problem(f"{name} is still empty.", f'Write the letters of the statements you choose, e.g. {name} = "A".')
+        raise Problem(f"{name} is still empty.",
+                      f'Write the letters of the statements you choose, e.g. {name} = "A".')
     if isinstance(value, str):
         picked = [c for c in value.upper() if not c.isspace() and c not in ",;/&+"]
     elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
@@ -395,8 +399,8 @@ def as_choices(value: Any, name: str, options: Mapping[str, str]) -> list[str]:
                       f'For example: {name} = "A" or {name} = ["A", "C"].')
     unknown = sorted(set(picked) - set(options))
     if unknown:
-        raise Problem(f"{name} names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not among "
-                      f"the choices {letters}.")
+        raise Problem(f"{name} names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} "
+                      f"not among the choices {letters}.")
     if not picked:
         raise Problem(f"{name} names no statement.", f"Write one or more of the letters {letters}.")
     return sorted(set(picked))

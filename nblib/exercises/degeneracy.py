@@ -124,8 +124,8 @@ def check_folding(forward_gain: Any, backward_gain: Any, average_gain: Any) -> F
         got = as_number(call(function, x.copy(), name="forward_gain"), "forward_gain(x)")
         want = _folded_gain(x)
         ok = abs(got - want) <= 1e-6 * max(1.0, want)
-        rows.append([np.array2string(x[:4], precision=2) + (" ..." if len(x) > 4 else ""), len(x), f"{got:.6f}",
-                     f"{want:.6f}", "✔" if ok else "✘"])
+        rows.append([np.array2string(x[:4], precision=2) + (" ..." if len(x) > 4 else ""), len(x),
+                     f"{got:.6f}", f"{want:.6f}", "✔" if ok else "✘"])
         if not ok:
             wrong.append((x, got, want))
     feedback.table(["x", "length", "yours", "E||Wx||²/||x||²", ""], rows)
@@ -134,16 +134,18 @@ def check_folding(forward_gain: Any, backward_gain: Any, average_gain: Any) -> F
     else:
         x, got, want = wrong[0]
         feedback.wrong(f"forward_gain is {got:.4g} on a vector where the folded layer's gain is {want:.4g}.")
-        feedback.hint("[B, B] x = B (x_1 + x_2), with x_1 and x_2 the two halves of x, and E||B u||^2 = ||u||^2 "
-                      "for B with N(0, 1/n) entries." if all(abs(g - 1) < 1e-9 for _, g, _ in wrong)
+        feedback.hint("[B, B] x = B (x_1 + x_2), with x_1 and x_2 the two halves of x, and "
+                      "E||B u||^2 = ||u||^2 for B with N(0, 1/n) entries."
+                      if all(abs(g - 1) < 1e-9 for _, g, _ in wrong)
                       else "Split x into its two halves x_1, x_2: what does [B, B] do to x?")
     for name, answer in (("backward_gain", backward_gain), ("average_gain", average_gain)):
         value = as_number(answer, name)
         if abs(value - 1) <= 1e-6:
-            feedback.correct(f"{name} = 1." + (" The backward pass sees no difference: E[W W^T] = I, folded or not."
+            feedback.correct(f"{name} = 1." + (" The backward pass sees no difference: E[W W^T] = I,"
+                                               " folded or not."
                                                if name == "backward_gain" else
-                                               " On average over directions a folded layer amplifies exactly as much as"
-                                               " a Gaussian one."))
+                                               " On average over directions a folded layer amplifies"
+                                               " exactly as much as a Gaussian one."))
         else:
             feedback.wrong(f"{name} is not {value:g}.").hint(
                 "E[W W^T] = I for both matrices." if name == "backward_gain" else
@@ -180,7 +182,8 @@ def check_fold_twice(effective_rank: Any, prediction: Any) -> Feedback:
     feedback = Feedback("Exercise 3: fold twice")
     want = _fold2_rank()
     if abs(rank - want) <= 0.01 * want:
-        feedback.correct(f"The effective rank of the folded-twice maps is {want:.2f} (the mean of the three networks).")
+        feedback.correct(f"The effective rank of the folded-twice maps is {want:.2f} "
+                         "(the mean of the three networks).")
     else:
         feedback.wrong(f"The mean effective rank of the three maps is not {rank:.3g}.").hint(
             "torch.linalg.svdvals(linear.end_to_end(twice.double())) gives each network's singular values; "
@@ -191,9 +194,11 @@ def check_fold_twice(effective_rank: Any, prediction: Any) -> Feedback:
     truth = ("faster" if means["Fold 2"] < means["Fold 0"]
              else "between" if means["Fold 2"] <= means["Fold 1"] else "slower")
     feedback.table(["network", "loss after 600 steps (mean of the runs that did not diverge)", "diverged"],
-                   [[k, f"{means[k]:.3f}", f"{int((~np.isfinite(v)).sum())} of {len(v)}"] for k, v in losses.items()])
+                   [[k, f"{means[k]:.3f}", f"{int((~np.isfinite(v)).sum())} of {len(v)}"]
+                    for k, v in losses.items()])
     if place == truth:
-        feedback.correct(f"Right: folded twice, the network ends {'slower than Fold 1' if truth == 'slower' else truth}"
+        feedback.correct(f"Right: folded twice, the network ends "
+                         f"{'slower than Fold 1' if truth == 'slower' else truth}"
                          + (f" ({diverged} of its 3 runs diverged)." if diverged else "."))
     else:
         feedback.wrong(f'Not "{place}": the race puts the folded-twice network {truth}.').hint(

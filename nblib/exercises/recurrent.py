@@ -28,7 +28,8 @@ LENGTH = 50
 
 def held_out_sequences(n: int = 500, length: int = LENGTH) -> tuple[torch.Tensor, torch.Tensor]:
     """The chapter's test sequences (the first ``n`` of them), on the CPU."""
-    x, y = recurrent.adding_problem(2000, length, torch.Generator().manual_seed(10 ** 6), on=torch.device("cpu"))
+    x, y = recurrent.adding_problem(2000, length, torch.Generator().manual_seed(10 ** 6),
+                                    on=torch.device("cpu"))
     return x[:n], y[:n]
 
 
@@ -48,9 +49,9 @@ def decay_per_step(grads: Array, first: int = 5, last: int = 45) -> float:
 # --- exercise 1: the bound in numbers ----------------------------------------------------------------
 BOUND_CHOICES = {
     "A": "|tanh'(z)| is below 1 wherever z is not 0, so each step back also multiplies by slopes below one.",
-    "B": "The bound assumes the gradient always lies along W's most stretched direction; a product of matrices "
-         "stretches a typical vector at a slower rate (its top Lyapunov exponent), not by the largest singular "
-         "value at every step.",
+    "B": "The bound assumes the gradient always lies along W's most stretched direction; a product of "
+         "matrices stretches a typical vector at a slower rate (its top Lyapunov exponent), not by the "
+         "largest singular value at every step.",
     "C": "PyTorch clips the gradient of a recurrent network by default.",
     "D": "The bound holds only after training, when W has learned to forget.",
 }
@@ -74,7 +75,8 @@ def check_bound(spectral_norm: Any, decay: Any, reasons: Any) -> Feedback:
     """``spectral_norm``: the largest singular value of the fresh vanilla RNN's recurrent matrix
     (seed 0); ``decay``: its input gradient's factor per step back, measured as the chapter does;
     ``reasons``: the letters of the statements that explain why the factor is below the bound."""
-    norm, factor = as_number(spectral_norm, "spectral_norm", positive=True), as_number(decay, "decay", positive=True)
+    norm, factor = (as_number(spectral_norm, "spectral_norm", positive=True),
+                    as_number(decay, "decay", positive=True))
     picked = as_choices(reasons, "reasons", BOUND_CHOICES)
     want_norm, want_factor = _bound_numbers()
     feedback = Feedback("Exercise 1: the bound in numbers")
@@ -84,7 +86,8 @@ def check_bound(spectral_norm: Any, decay: Any, reasons: Any) -> Feedback:
         feedback.wrong(f"The largest singular value is not {norm:.4g}.").hint(
             "torch.linalg.matrix_norm(rnn.rnn.weight_hh_l0.detach(), ord=2)")
     if abs(factor - want_factor) <= 1e-3 * want_factor:
-        feedback.correct(f"The measured factor per step is {want_factor:.3f}, below the bound {want_norm:.3f}.")
+        feedback.correct(f"The measured factor per step is {want_factor:.3f}, below the bound "
+                         f"{want_norm:.3f}.")
     else:
         feedback.wrong(f"The measured factor per step is not {factor:.4g}.").hint(
             "decay_per_step(recurrent.input_gradients(rnn, x_test, y_test)), as in the chapter.")
@@ -119,15 +122,18 @@ def check_forget_path(direct_path: Callable[[Array], Any], gain_bias_0: Any, gai
                          "c_t = f_t c_(t-1) + ... says.")
     else:
         n, got, want = wrong[0]
-        feedback.wrong(f"For {n} steps direct_path gives {got:.4g}, but the direct path carries {want:.4g}.").hint(
-            "dc_t / dc_(t-1) = f_t along the direct path; the chain rule multiplies one such factor per step.")
+        feedback.wrong(f"For {n} steps direct_path gives {got:.4g}, but the direct path carries "
+                       f"{want:.4g}.").hint(
+            "dc_t / dc_(t-1) = f_t along the direct path; the chain rule multiplies one such factor "
+            "per step.")
     for name, answer, bias in (("gain_bias_0", gain_bias_0, 0.0), ("gain_bias_1", gain_bias_1, 1.0)):
         value = as_number(answer, name, positive=True)
         want = (1 / (1 + math.exp(-bias))) ** 50
         if abs(value - want) <= 1e-3 * want:
             feedback.correct(f"{name} = sigma({bias:g})^50 = {want:.2e}.")
         else:
-            feedback.wrong(f"{name} is not {value:.3g}.").hint(f"Each of the 50 steps multiplies by sigma({bias:g}).")
+            feedback.wrong(f"{name} is not {value:.3g}.").hint(
+                f"Each of the 50 steps multiplies by sigma({bias:g}).")
     return feedback
 
 
@@ -171,8 +177,8 @@ def check_lengths(solves_30: Any, solves_40: Any) -> Feedback:
         if said == truth:
             feedback.correct(f"At T = {length} it solves {100 * solved:.1f}%: your prediction was right.")
         else:
-            feedback.wrong(f"At T = {length} it solves {100 * solved:.1f}%, so it does {'not ' if not truth else ''}"
-                           "solve more than half.")
+            feedback.wrong(f"At T = {length} it solves {100 * solved:.1f}%, so it does "
+                           f"{'not ' if not truth else ''}solve more than half.")
     feedback.table(["T", "solved (seed 0)", "more than half", "your prediction"], rows)
     if not all(r[2] == r[3] for r in rows):
         feedback.hint("At T = 20 the best of six seeds solved over 90% and the worst under a quarter; "

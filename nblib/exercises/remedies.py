@@ -84,16 +84,18 @@ def check_leaky_variance(variance: Callable[[int, float], Any], layers: Any) -> 
         n, a, got, want = wrong[0]
         feedback.wrong(f"variance({n}, {a:g}) should be {want:.6g}, not {got:.6g}.")
         if all(abs(g - 2 / n) < 1e-12 for n, _, g, _ in wrong):
-            feedback.hint("That is He's 2/n: for a leaky ReLU the negative half passes a^2 of its second moment too.")
+            feedback.hint("That is He's 2/n: for a leaky ReLU the negative half passes a^2 of its second "
+                          "moment too.")
         else:
-            feedback.hint("E[phi(z)^2] = (1 + a^2) E[z^2] / 2 for a symmetric z; set n v E[phi(z)^2] = E[z^2].")
+            feedback.hint("E[phi(z)^2] = (1 + a^2) E[z^2] / 2 for a symmetric z; "
+                          "set n v E[phi(z)^2] = E[z^2].")
     count, want = as_number(layers, "layers"), _layers_to_grow(0.1, 1.1)
     if count == want:
-        feedback.correct(f"With a = 0.1 each layer multiplies the second moment by 1.01, so it takes {want} layers "
-                         "to grow by 10%.")
+        feedback.correct(f"With a = 0.1 each layer multiplies the second moment by 1.01, so it takes "
+                         f"{want} layers to grow by 10%.")
     else:
-        feedback.wrong(f"Not {count:g} layers.").hint("Each layer multiplies the second moment by 1 + a^2; find the "
-                                                      "smallest L with (1 + a^2)^L >= 1.1.")
+        feedback.wrong(f"Not {count:g} layers.").hint("Each layer multiplies the second moment by 1 + a^2; "
+                                                      "find the smallest L with (1 + a^2)^L >= 1.1.")
     return feedback
 
 
@@ -133,9 +135,10 @@ def check_adam(typical_gradient: Any, explanation: Any) -> Feedback:
         feedback.correct(f"A typical first-layer weight gradient is about {want:.1e} (yours: {value:.1e}), "
                          f"{1e-8 / want:.0e} times smaller than Adam's epsilon.")
     else:
-        feedback.wrong(f"{value:.1e} is more than three times off a typical first-layer weight gradient.").hint(
-            'run.probe["grad_norm"][:, 0] is the length of the first layer\'s whole weight gradient at each record; '
-            "divide its median by sqrt(784 * 48), the square root of the number of weights.")
+        feedback.wrong(f"{value:.1e} is more than three times off a typical first-layer weight "
+                       "gradient.").hint(
+            'run.probe["grad_norm"][:, 0] is the length of the first layer\'s whole weight gradient at '
+            "each record; divide its median by sqrt(784 * 48), the square root of the number of weights.")
     return grade_choices(feedback, picked, ["A"], ADAM_WHY)
 
 
@@ -189,13 +192,14 @@ def check_dying(dead_at_start: Any, upper_deader: Any, story: Any) -> Feedback:
         ["seed", "dead at the first record (%)", "layers 1-8, later records (%)", "layers 9-16 (%)"],
         [[s, f"{d[0].mean():.1f}", f"{lo:.1f}", f"{hi:.1f}"] for s, d, (lo, hi) in zip(SEEDS, deads, halves)])
     if abs(start - want_start) <= 1.0:
-        feedback.correct(f"Before the first update {want_start:.1f}% of the units are already dead on the batch.")
+        feedback.correct(f"Before the first update {want_start:.1f}% of the units are already dead on "
+                         "the batch.")
     else:
         feedback.wrong(f"At the first record the share is not {start:.3g}%.").hint(
             'run.probe["dead"][0] is the first record, one number (a fraction, not %) per hidden layer.')
     if upper == truth:
-        feedback.correct("Right: in every seed the upper eight layers have more dead units than the lower eight."
-                         if truth else "Right: the upper layers are not deader in every seed.")
+        feedback.correct("Right: in every seed the upper eight layers have more dead units than the lower "
+                         "eight." if truth else "Right: the upper layers are not deader in every seed.")
     else:
         feedback.wrong("Compare the two halves of the layers again, seed by seed (the table).")
     return grade_choices(feedback, picked, [_dying_story(dead_shares())], DYING_WHY)
@@ -205,8 +209,8 @@ def check_dying(dead_at_start: Any, upper_deader: Any, story: Any) -> Feedback:
 RESIDUAL = BASE.but(residual=True)
 GROWTH_LIMIT = 10.0
 RESIDUAL_CHOICES = {
-    "A": "After a ReLU layer every h_i >= 0, and the branch relu(W h) is positive on average too, so the cross "
-         "term 2 alpha E[h . relu(W h)] grows the second moment in proportion to alpha, not alpha^2.",
+    "A": "After a ReLU layer every h_i >= 0, and the branch relu(W h) is positive on average too, so the "
+         "cross term 2 alpha E[h . relu(W h)] grows the second moment in proportion to alpha, not alpha^2.",
     "B": "He's weights make the branch's second moment twice its input's.",
     "C": "The 784 pixels of the input make the first block's output larger than the others.",
     "D": "Each block's weights are drawn correlated with the previous block's.",
@@ -266,14 +270,16 @@ def check_residual_scale(alpha: Any, naive_growth: Any, reason: Any) -> Feedback
     feedback = Feedback("Exercise 4: a remedy of your own")
     growth = residual_growth(a)
     if 0.9 * best <= a <= 1.02 * best:
-        feedback.correct(f"With alpha = {a:g} the second moment grows {growth:.1f}-fold over the 15 blocks; the "
-                         f"largest alpha within tenfold is {best:.3f}.")
+        feedback.correct(f"With alpha = {a:g} the second moment grows {growth:.1f}-fold over the 15 "
+                         f"blocks; the largest alpha within tenfold is {best:.3f}.")
     elif a > best:
-        feedback.wrong(f"With alpha = {a:g} the second moment grows {growth:.1f}-fold, more than tenfold.").hint(
+        feedback.wrong(f"With alpha = {a:g} the second moment grows {growth:.1f}-fold, more than "
+                       "tenfold.").hint(
             "Try a smaller alpha: remedies.residual_growth(alpha) measures it.")
     else:
         feedback.wrong(f"alpha = {a:g} keeps the growth to {growth:.1f}-fold, but a larger alpha does too "
-                       "(within 10% of the largest is asked).").hint("Raise alpha until the growth reaches 10.")
+                       "(within 10% of the largest is asked).").hint(
+            "Raise alpha until the growth reaches 10.")
     want = (1 + 0.4 ** 2) ** 15
     if abs(naive - want) <= 0.01 * want:
         feedback.correct(f"The naive formula predicts {want:.1f}-fold at alpha = 0.4; the network grows "

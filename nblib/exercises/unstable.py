@@ -40,7 +40,8 @@ CHAIN_SEED = 0
 SCALE_GRID = np.round(np.arange(0.25, 12.0001, 0.05), 2)
 
 
-def scale_gain(scale: float, *, depth: int = CHAIN_DEPTH, chains: int = CHAIN_COUNT, seed: int = CHAIN_SEED) -> float:
+def scale_gain(scale: float, *, depth: int = CHAIN_DEPTH, chains: int = CHAIN_COUNT,
+               seed: int = CHAIN_SEED) -> float:
     """The typical factor per layer by which dC/db shrinks (below 1) or grows (above 1) from the
     last neuron of a chain back to the first, for the activation ``scale * sigma(z)``: the median
     over ``chains`` random chains (weights and biases N(0, 1), input uniform in [0, 1]) of
@@ -94,14 +95,15 @@ def check_activation_scale(best: Any, can_balance: Any) -> Feedback:
         feedback.wrong(f"With c = {c:g} the typical factor per layer is {gain:.3f}; the best scale does "
                        f"{100 * (top_gain / gain - 1):.0f}% better ({top_gain:.3f}).")
         if c > top_c:
-            feedback.hint("Try a smaller c. A larger c raises the peak of the derivative, c/4, but the activations "
-                          "now reach up to c, so the next neuron's z = w a + b is larger and falls where sigma' "
-                          "is tiny.")
+            feedback.hint("Try a smaller c. A larger c raises the peak of the derivative, c/4, but the "
+                          "activations now reach up to c, so the next neuron's z = w a + b is larger and "
+                          "falls where sigma' is tiny.")
         else:
             feedback.hint(f"Try a larger c: the derivative c sigma'(z) is at most c/4 = {c / 4:g}.")
     if can_balance:
-        feedback.wrong(f"No c balances the chain: even the best factor, {top_gain:.3f} per layer, makes the first "
-                       f"layer's gradient about 10^{span:.0f} times the last one's over {CHAIN_DEPTH} neurons.")
+        feedback.wrong(f"No c balances the chain: even the best factor, {top_gain:.3f} per layer, makes "
+                       f"the first layer's gradient about 10^{span:.0f} times the last one's over "
+                       f"{CHAIN_DEPTH} neurons.")
     else:
         feedback.correct(f"Right: no c balances the chain. Even at the best c the first layer's gradient is "
                          f"typically 10^{span:.0f} times the last one's.")
@@ -166,7 +168,8 @@ def _draw_weights(rng: np.random.Generator) -> list[float]:
 
 
 @checker("Exercise 2: the width of the set where |w σ'(wa+b)| ≥ 1")
-def check_bound_width(width: Callable[[float], float], widest_w: Any = None, widest_width: Any = None) -> Feedback:
+def check_bound_width(width: Callable[[float], float], widest_w: Any = None,
+                      widest_width: Any = None) -> Feedback:
     """Call the reader's ``width(w)`` at fifteen weights (both signs, below and above 4; drawn
     afresh in grading mode) and compare with an exact computation; then check ``widest_w``, the
     |w| at which the set is widest, and ``widest_width``, its width there."""
@@ -195,8 +198,8 @@ def check_bound_width(width: Callable[[float], float], widest_w: Any = None, wid
         close = all(abs(got - want) <= 1e-4 + 1e-3 * want for _, got, want in wrong)
         feedback.wrong(f"{len(wrong)} of {len(weights)} values differ from the exact width, e.g. at w = "
                        f"{wrong[0][0]:g}: yours {wrong[0][1]:.7f}, exact {wrong[0][2]:.7f}.")
-        feedback.hint("Your values are close but not exact: a measurement on a grid is good to about its spacing; "
-                      "the formula is exact." if close else _width_hint(wrong))
+        feedback.hint("Your values are close but not exact: a measurement on a grid is good to about its "
+                      "spacing; the formula is exact." if close else _width_hint(wrong))
     _check_widest(feedback, widest_w, widest_width)
     return feedback
 
@@ -212,9 +215,9 @@ def _check_widest(feedback: Feedback, widest_w: Any, widest_width: Any) -> None:
     if abs(w - w_star) <= 0.01 * w_star:
         feedback.correct(f"The set is widest at |w| = {w_star:.3f}; your {w:g} is within 1%.")
     else:
-        feedback.wrong(f"The set is widest at a different |w| from {w:g} (your width function, tried on a fine grid "
-                       "of w above 4, finds it).").hint("Evaluate your width(w) for w from 4 to 40 and take the "
-                                                        "largest.")
+        feedback.wrong(f"The set is widest at a different |w| from {w:g} (your width function, tried on a "
+                       "fine grid of w above 4, finds it).").hint(
+            "Evaluate your width(w) for w from 4 to 40 and take the largest.")
     if abs(top - width_star) <= 1e-3 * width_star:
         feedback.correct(f"Its width there is {width_star:.4f}; yours, {top:.4f}, agrees.")
     else:
@@ -231,7 +234,8 @@ def _width_hint(wrong: list[tuple[float, float, float]]) -> str:
         return "Your function is wrong only for negative w: the width depends on |w|."
     ratios = np.array([got / want for _, got, want in big]) if big else np.array([])
     if len(ratios) and np.allclose(ratios, [abs(w) for w, _, _ in big], rtol=0.02):
-        return "Your values are |w| times too large: that is the width in z = wa + b; divide by |w| for the width in a."
+        return ("Your values are |w| times too large: that is the width in z = wa + b; divide by |w| for "
+                "the width in a.")
     if len(ratios) and (np.allclose(ratios, 2, rtol=0.02) or np.allclose(ratios, 0.5, rtol=0.02)):
         return "Your values are off by a factor of 2: check where the two ends of the interval are."
     return ("Solve sigma'(z) = 1/|w| for z: with s = sigma(z), s (1 - s) = 1/|w| gives two values of s, "
@@ -264,23 +268,26 @@ def check_identity_neuron(w: Any, b: Any, v: Any) -> Feedback:
     slope, intercept = np.polyfit(IDENTITY_X, y, 1)
     bend = float(np.max(np.abs(y - (slope * IDENTITY_X + intercept))))
     feedback = Feedback("Exercise 3: the identity neuron")
-    feedback.info(f"Largest error on [0, 1], after subtracting the best constant {constant:.4g}: {error:.2e}.")
+    feedback.info(f"Largest error on [0, 1], after subtracting the best constant {constant:.4g}: "
+                  f"{error:.2e}.")
     if error <= IDENTITY_TOLERANCE:
-        feedback.correct(f"Within the tolerance of {IDENTITY_TOLERANCE:g}. A following neuron's bias can absorb "
-                         f"the constant {constant:.4g}.")
+        feedback.correct(f"Within the tolerance of {IDENTITY_TOLERANCE:g}. A following neuron's bias can "
+                         f"absorb the constant {constant:.4g}.")
         if error > 1e-3:
-            feedback.hint("To do better still, make w smaller (and v larger) and centre the inputs with b = -w/2.")
+            feedback.hint("To do better still, make w smaller (and v larger) and centre the inputs with "
+                          "b = -w/2.")
         return feedback
     feedback.wrong(f"That is more than the tolerance of {IDENTITY_TOLERANCE:g}.")
     if w == 0 or v == 0:
         return feedback.hint("With w = 0 or v = 0 the output does not depend on x at all.")
     if abs(slope - 1) > 0.02:
-        feedback.hint(f"The best straight line through your output has slope {slope:.3g}, not 1: multiply v by "
-                      f"{1 / slope:.3g} (v = {v / slope:.4g}).")
+        feedback.hint(f"The best straight line through your output has slope {slope:.3g}, not 1: multiply "
+                      f"v by {1 / slope:.3g} (v = {v / slope:.4g}).")
     if bend > IDENTITY_TOLERANCE / 2:
-        feedback.hint(f"Your output bends away from a straight line by up to {bend:.2e}: over x in [0, 1], z runs "
-                      f"from {b:.3g} to {w + b:.3g}, where sigma is curved. Make |w| smaller (raising v to keep "
-                      "the slope), and centre z on 0 with b = -w/2, where sigma is straightest.")
+        feedback.hint(f"Your output bends away from a straight line by up to {bend:.2e}: over x in [0, 1], "
+                      f"z runs from {b:.3g} to {w + b:.3g}, where sigma is curved. Make |w| smaller "
+                      "(raising v to keep the slope), and centre z on 0 with b = -w/2, where sigma is "
+                      "straightest.")
     return feedback
 
 
@@ -300,7 +307,8 @@ def explore_activation_scale() -> Explorer:
              ylabel=r"$\log_{10} |\partial C/\partial b_j \;/\; \partial C/\partial a_L|$",
              title="Gradient along a 30-neuron chain")
     left.legend(handles=[median, plt.Rectangle((0, 0), 1, 1, color="C0", alpha=0.25)],
-                labels=["median of 2,000 chains", "10% to 90% of chains"], loc="lower right", fontsize="small")
+                labels=["median of 2,000 chains", "10% to 90% of chains"], loc="lower right",
+                fontsize="small")
     bars = right.stairs(np.zeros(len(bins) - 1), bins, fill=True, color="C1", alpha=0.8,
                         label=r"$|w_j f'(z_j)|$, $j \geq 2$", animated=True)
     right.axvline(0, color="black", linewidth=0.8, linestyle="--", label="factor 1")
@@ -325,8 +333,8 @@ def explore_activation_scale() -> Explorer:
                 f"dC/db_1 is 10^{mid[0]:.1f} times dC/db_30 "
                 f"(median; 10% of chains below 10^{low[0]:.1f}, 10% above 10^{high[0]:.1f})")
 
-    return Explorer(fig, update, [Slider("c", [0.5, 1, 2, 3, 3.5, 4, 5, 6, 8, 10, 12], label="scale c", start=1,
-                                         step=0.05)],
+    return Explorer(fig, update, [Slider("c", [0.5, 1, 2, 3, 3.5, 4, 5, 6, 8, 10, 12], label="scale c",
+                                         start=1, step=0.05)],
                     title="Exercise 1: the activation c σ(z)")
 
 
@@ -341,7 +349,8 @@ def explore_bound() -> Explorer:
     ax.set(xlim=(a[0], a[-1]), ylim=(0, 5.2), xlabel="input activation a", ylabel="size of the factor",
            title="Where does the factor reach 1?")
     ax.legend(handles=[line, ax.lines[1], plt.Rectangle((0, 0), 1, 1, color="C1", alpha=0.4)],
-              labels=[r"$|w\,\sigma'(wa+b)|$", "1", "where it is at least 1"], loc="upper right", fontsize="small")
+              labels=[r"$|w\,\sigma'(wa+b)|$", "1", "where it is at least 1"], loc="upper right",
+              fontsize="small")
     fig.tight_layout()
 
     def update(w: float, b: float) -> str:
@@ -369,7 +378,8 @@ def explore_identity_neuron() -> Explorer:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     (output,) = left.plot(x, x, color="C0", label=r"$v\,\sigma(wx+b) - c$", animated=True)
     left.plot(x, x, color="black", linewidth=0.8, linestyle="--", label="identity")
-    left.set(xlim=(0, 1), ylim=(-0.25, 1.25), xlabel="input x", ylabel="output", title="Output, shifted by the best c")
+    left.set(xlim=(0, 1), ylim=(-0.25, 1.25), xlabel="input x", ylabel="output",
+             title="Output, shifted by the best c")
     left.legend(loc="upper left", fontsize="small")
     (error,) = right.plot(x, np.zeros_like(x), color="C3", label="error", animated=True)
     right.axhline(IDENTITY_TOLERANCE, color="black", linewidth=0.8, linestyle=":", label="± tolerance")
@@ -393,9 +403,11 @@ def explore_identity_neuron() -> Explorer:
         return (f"w = {w:g}, b = {b:g}, v = {v:.4g} ({chosen}): largest error {worst:.2e}, "
                 f"{verdict} the tolerance {IDENTITY_TOLERANCE:g}; constant c = {c:.4g}")
 
-    return Explorer(fig, update, [Slider("w", [0.1, 0.5, 1, 2, 4], label="input weight w", start=1, step=0.01),
+    return Explorer(fig, update, [Slider("w", [0.1, 0.5, 1, 2, 4], label="input weight w", start=1,
+                                         step=0.01),
                                   Slider("b", [-2, -1, -0.5, 0, 1], label="bias b", start=0, step=0.01),
-                                  Slider("v", [1, 500], label="output weight v", start=1, step=0.1, prerender=False)],
+                                  Slider("v", [1, 500], label="output weight v", start=1, step=0.1,
+                                         prerender=False)],
                     title="Exercise 3: one sigmoid neuron as the identity")
 
 

@@ -61,26 +61,29 @@ def check_sigmoid_slope(slope_from_output: Callable[[Any], Any], largest: Any, w
         if abs(got - want) > 1e-8:
             wrong.append((s, got, want))
     if not wrong:
-        feedback.correct(f"slope_from_output(s) agrees with a finite difference of sigma at all {len(points)} "
-                         "outputs s.")
+        feedback.correct("slope_from_output(s) agrees with a finite difference of sigma at all "
+                         f"{len(points)} outputs s.")
     else:
         s, got, want = wrong[0]
-        feedback.wrong(f"slope_from_output({s:g}) is {got:.6g}, but sigma' is {want:.6g} where sigma(z) = {s:g}.")
+        feedback.wrong(f"slope_from_output({s:g}) is {got:.6g}, but sigma' is {want:.6g} "
+                       f"where sigma(z) = {s:g}.")
         if all(abs(g - float(networks.sigmoid_prime(np.array(x)))) < 1e-9 for x, g, _ in wrong):
-            feedback.hint("Your function computes sigma'(s), treating s as z. Write the slope through the output "
-                          "s = sigma(z) itself: differentiate 1 / (1 + e^-z) and express e^-z through s.")
+            feedback.hint("Your function computes sigma'(s), treating s as z. Write the slope through the "
+                          "output s = sigma(z) itself: differentiate 1 / (1 + e^-z) and express e^-z "
+                          "through s.")
         else:
             feedback.hint("Differentiate sigma(z) = 1 / (1 + e^-z), then write e^-z / (1 + e^-z) through s.")
     top, z_top = as_number(largest, "largest"), as_number(where, "where")
     if abs(top - 0.25) <= 1e-6:
         feedback.correct("The largest slope is 1/4.")
     else:
-        feedback.wrong(f"The largest slope is not {top:g}.").hint("With s = sigma(z), s (1 - s) = 1/4 - (s - 1/2)^2.")
+        feedback.wrong(f"The largest slope is not {top:g}.").hint(
+            "With s = sigma(z), s (1 - s) = 1/4 - (s - 1/2)^2.")
     if abs(z_top) <= 1e-3:
         feedback.correct("It is reached at z = 0, where sigma(z) = 1/2.")
     else:
-        feedback.wrong(f"sigma' is largest at a different z from {z_top:g}.").hint("At which s is s (1 - s) largest, "
-                                                                                   "and which z has sigma(z) = s?")
+        feedback.wrong(f"sigma' is largest at a different z from {z_top:g}.").hint(
+            "At which s is s (1 - s) largest, and which z has sigma(z) = s?")
     return feedback
 
 
@@ -94,7 +97,8 @@ def neighbour_ratios(width: int, seeds: int = 20) -> Array:
     """The median over ``seeds`` networks [784, width x 4, 10] at initialisation of each hidden
     layer's speed of learning over the speed of the layer below it (first 1,000 images)."""
     x, y = first_images()
-    speeds = metrics.speeds_at_initialisation([784] + [width] * 4 + [10], x, y, range(seeds), dtype=np.float64)
+    speeds = metrics.speeds_at_initialisation([784] + [width] * 4 + [10], x, y, range(seeds),
+                                              dtype=np.float64)
     ratios = np.median(speeds[:, 1:] / speeds[:, :-1], axis=0)
     ratios.flags.writeable = False
     return ratios
@@ -113,19 +117,21 @@ def check_width(prediction: Any, ratios_100: Any) -> Feedback:
     if np.all(np.abs(got / wide - 1) <= 0.01):
         feedback.correct("Your ratios are the measured ones (to 1%).")
     else:
-        feedback.wrong("Your ratios are not the medians over the 20 networks (seeds 0 to 19) with 100 neurons.").hint(
+        feedback.wrong("Your ratios are not the medians over the 20 networks (seeds 0 to 19) "
+                       "with 100 neurons.").hint(
             "metrics.speeds_at_initialisation([784, 100, 100, 100, 100, 10], x1000, y1000, range(20), "
-            "dtype=np.float64) gives the speeds, one row per network; divide each layer's by the previous one's, "
-            "then take the median over the rows.")
+            "dtype=np.float64) gives the speeds, one row per network; divide each layer's by the "
+            "previous one's, then take the median over the rows.")
     change = wide / narrow - 1
     truth = "same" if np.all(np.abs(change) < SAME_WITHIN) else ("grow" if change.mean() > 0 else "shrink")
     if word == truth:
         feedback.correct(f'Right: they stay about the same (each changes by less than {SAME_WITHIN:.0%}: '
                          f'{", ".join(f"{100 * c:+.0f}%" for c in change)}).')
     else:
-        feedback.wrong(f'The ratios do not {word}: they change by {", ".join(f"{100 * c:+.0f}%" for c in change)}.')
-        feedback.hint("The weights into a layer with n_in inputs have variance 1/n_in: a sum over more neurons "
-                      "has smaller terms. What is left to shrink the error at each step?")
+        feedback.wrong(f'The ratios do not {word}: they change by '
+                       f'{", ".join(f"{100 * c:+.0f}%" for c in change)}.')
+        feedback.hint("The weights into a layer with n_in inputs have variance 1/n_in: a sum over more "
+                      "neurons has smaller terms. What is left to shrink the error at each step?")
     return feedback
 
 
@@ -154,15 +160,18 @@ def check_cancellation(per_image: Any, same_order: Any) -> Feedback:
     if np.all(np.abs(got - want) <= 1e-3 * want):
         feedback.correct("Your lengths are the measured ones.")
     elif np.all(np.abs(got - nielsen) <= 1e-3 * nielsen):
-        feedback.wrong("Those are Nielsen's speeds: the length of the mean error, not the mean of the lengths.").hint(
-            "Take the length of each image's error first, np.linalg.norm(d, axis=1), then average over the images.")
+        feedback.wrong("Those are Nielsen's speeds: the length of the mean error, not the mean of "
+                       "the lengths.").hint(
+            "Take the length of each image's error first, np.linalg.norm(d, axis=1), then average "
+            "over the images.")
     else:
         feedback.wrong("Your lengths differ from the measured ones.").hint(
             "net.backprop(x1000, y1000).deltas[:-1] are the hidden layers' errors, one row per image.")
     truth = bool(np.all(np.argsort(want) == np.argsort(nielsen)))
     if same == truth:
-        feedback.correct("Right: the order of the layers is the same; without cancellation every layer looks a "
-                         f"little faster (by a factor {np.min(want / nielsen):.2f} to {np.max(want / nielsen):.2f}).")
+        feedback.correct("Right: the order of the layers is the same; without cancellation every layer "
+                         f"looks a little faster (by a factor {np.min(want / nielsen):.2f} to "
+                         f"{np.max(want / nielsen):.2f}).")
     else:
         feedback.wrong("Compare the order of the two columns again.")
     return feedback
@@ -222,25 +231,28 @@ def check_seeds(seeds_needed: Callable[..., Any], k_two_se: Any, k_power: Any) -
             feedback.correct(f"{name} = {want}: with z = {z:g}, {want} seeds per depth.")
         else:
             feedback.wrong(f"{name} is not {value:g}.").hint(
-                f"Use the spreads of the two depths being compared, {sd_a:.2f} and {sd_b:.2f} points, not an average "
-                "over all four depths.")
+                f"Use the spreads of the two depths being compared, {sd_a:.2f} and {sd_b:.2f} points, "
+                "not an average over all four depths.")
     return feedback
 
 
 # --- exercise 5: do the slow layers move less? ---------------------------------------------------------
 MOVE_EPOCHS = 3
 MOVE_REASONS = {
-    "A": "A weight's gradient is its neuron's error times the activation that feeds it, and the first layer's "
-         "inputs (784 pixels, a vector of length about 9) are longer than the hidden activations (about 3).",
-    "B": "Nielsen's speed averages the errors over many images before taking the length; a mini-batch step does "
-         "not enjoy that cancellation, and over many steps the uncancelled parts add up like a random walk.",
+    "A": "A weight's gradient is its neuron's error times the activation that feeds it, and the first "
+         "layer's inputs (784 pixels, a vector of length about 9) are longer than the hidden activations "
+         "(about 3).",
+    "B": "Nielsen's speed averages the errors over many images before taking the length; a mini-batch "
+         "step does not enjoy that cancellation, and over many steps the uncancelled parts add up like "
+         "a random walk.",
     "C": "The speeds of learning were measured wrongly: the first layer's gradient is not small.",
     "D": "L2 regularisation shrinks the later layers' weights harder, so those layers move less.",
 }
 MOVE_RIGHT = ("A", "B")
 MOVE_WHY = {
     "A": "The second table of the solution measures both lengths.",
-    "B": "Averaging 1,000 errors before taking the length cancels much of them; a step on 10 images cancels less.",
+    "B": "Averaging 1,000 errors before taking the length cancels much of them; a step on 10 images "
+         "cancels less.",
     "C": "The chapter measured the speeds at initialisation in 100 networks per depth; they are small.",
     "D": "The decay factor 1 - eta lambda / n multiplies every layer's weights alike.",
 }
@@ -282,10 +294,11 @@ def check_weight_movement(moved: Any, reasons: Any) -> Feedback:
         [[name, f"{w:.3f}", f"{g:.3f}"] for name, w, g in
          zip(["hidden 1", "hidden 2", "hidden 3", "hidden 4", "output"], want, got)])
     if np.all(np.abs(got - want) <= 0.03 * want):
-        feedback.correct(f"Your movements are the measured ones (to 3%): the weights into the first hidden layer move "
-                         f"{want[0]:.2f} times their initial length, more than those into the fourth ({want[3]:.2f}).")
+        feedback.correct(f"Your movements are the measured ones (to 3%): the weights into the first hidden "
+                         f"layer move {want[0]:.2f} times their initial length, more than those into the "
+                         f"fourth ({want[3]:.2f}).")
     else:
         feedback.wrong("Your movements differ from the measured ones.").hint(
-            "For each layer: np.linalg.norm(w - w0) / np.linalg.norm(w0), with net.weights after training and "
-            "start before.")
+            "For each layer: np.linalg.norm(w - w0) / np.linalg.norm(w0), with net.weights after training "
+            "and start before.")
     return grade_choices(feedback, picked, MOVE_RIGHT, MOVE_WHY)

@@ -132,14 +132,16 @@ def drive(args: argparse.Namespace) -> int:
         print("colab-check: no Python 3.12 found (python3.12 on PATH, or pyenv's); give one with "
               "COLAB_PYTHON=...", file=sys.stderr)
         return 2
-    venv = venvs.ensure(python, "colab", BASE, weekly=True, torch=args.torch, cuda_torch=not args.no_cuda_torch)
+    venv = venvs.ensure(python, "colab", BASE, weekly=True, torch=args.torch,
+                        cuda_torch=not args.no_cuda_torch)
     if not (args.reanalyse or args.against):
         restore(venv)
     note = venvs.torch_note(venv)
     print(f"colab-check: {venv}\n  {note}" if note else f"colab-check: {venv}", flush=True)
     command = [str(venv / "bin" / "python"), __file__, "--run", "--torch-note", note,
                *(["--reanalyse"] if args.reanalyse else []),
-               *(["--against", str(args.against.resolve())] if args.against else []), *map(str, args.notebooks)]
+               *(["--against", str(args.against.resolve())] if args.against else []),
+               *map(str, args.notebooks)]
     return subprocess.run(command).returncode
 
 
@@ -160,7 +162,8 @@ def sanitizers(name: str) -> list[tuple[str, str]]:
 def is_checked(cell: dict) -> bool:
     """Whether nbval --nbval-lax compares this cell's output (its marker comment or tag)."""
     source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    markers = {line.strip().lstrip("#").strip() for line in source.splitlines() if line.strip().startswith("#")}
+    markers = {line.strip().lstrip("#").strip() for line in source.splitlines()
+               if line.strip().startswith("#")}
     tags = set(cell.get("metadata", {}).get("tags", []))
     ignored = "NBVAL_IGNORE_OUTPUT" in markers or "nbval-ignore-output" in tags
     return ("NBVAL_CHECK_OUTPUT" in markers or "nbval-check-output" in tags) and not ignored
@@ -232,7 +235,8 @@ def glued(nb) -> dict[str, str]:
         for out in cell.get("outputs", []):
             scrapbook = out.get("metadata", {}).get("scrapbook", {})
             if "name" in scrapbook:
-                values[scrapbook["name"]] = "".join(out["data"].get(scrapbook["mime_prefix"] + "text/plain", ""))
+                values[scrapbook["name"]] = "".join(out["data"].get(scrapbook["mime_prefix"] + "text/plain",
+                                                                    ""))
     return values
 
 
@@ -298,7 +302,8 @@ def student_verdicts(result: dict, nb) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.source.lstrip().startswith("# Checks exercise"):
             text = text_of(cell.get("outputs", []))
-            verdicts.append("not yet" if ": not yet" in text else "passed" if ": passed" in text else "nothing")
+            verdicts.append("not yet" if ": not yet" in text
+                            else "passed" if ": passed" in text else "nothing")
     result["student_verdicts"] = verdicts
     if not verdicts or any(v != "not yet" for v in verdicts):
         result["status"] = "FAILED"
@@ -320,7 +325,8 @@ def analyse(result: dict, committed, nb) -> None:
         if "google.colab" in new.source and "pip install" in new.source:
             lines = text_of(new.get("outputs", [])).splitlines()
             lines = [ANSI.sub("", ln) for ln in lines if ln.strip()]
-            kept = [ln for ln in lines if not MACHINE_NOISE.match(re.sub(r"^\[std(out|err)\] ", "", ln).strip())]
+            kept = [ln for ln in lines
+                    if not MACHINE_NOISE.match(re.sub(r"^\[std(out|err)\] ", "", ln).strip())]
             result["install_output"] = "\n".join(kept).strip()
             result["install_noise_lines"] = len(lines) - len(kept)
             continue
@@ -337,7 +343,8 @@ def analyse(result: dict, committed, nb) -> None:
                                               "now": text_of(new.get("outputs", []))})
         for out in new.get("outputs", []):
             text = text_of([out])
-            if (out["output_type"] == "stream" and out["name"] == "stderr") or re.search(r"\w+Warning\b", text):
+            if ((out["output_type"] == "stream" and out["name"] == "stderr")
+                    or re.search(r"\w+Warning\b", text)):
                 result["page_warnings"].append(f"{label}: {text.strip()[:400]}")
     total, equal, changes = glue_changes(committed, nb)
     result["glue"] = {"compared": total, "equal": equal, "largest_changes": changes[:8]}
@@ -362,8 +369,9 @@ def report(results: list[dict], note: str, wall: float) -> str:
     where = env.get("nblib_file", "?")
     lines = ["# Colab-like run (make colab-check)", "",
              "Environment: " + ", ".join(f"{k} {v}" for k, v in installed().items()) + ".",
-             f"In the kernels: google.colab in sys.modules: {env.get('google.colab in sys.modules')}; nblib imported "
-             f"from {'site-packages (installed by the install cell)' if 'site-packages' in where else where}; "
+             f"In the kernels: google.colab in sys.modules: {env.get('google.colab in sys.modules')}; "
+             "nblib imported from "
+             f"{'site-packages (installed by the install cell)' if 'site-packages' in where else where}; "
              f"torch's CUDA build: {env.get('torch_cuda_build')}, device: {env.get('torch_device')}.",
              f"torch: {note}" if note else "", "",
              "| notebook | result | wall time | checked cells that differ | ... other than in full-precision "
@@ -388,7 +396,8 @@ def report(results: list[dict], note: str, wall: float) -> str:
         if r.get("install_output"):
             lines += ["", "The install cell printed:", "```", r["install_output"][:2000], "```"]
         if r.get("install_noise_lines"):
-            lines.append(f"(and {r['install_noise_lines']} lines about this machine's pip configuration, left out)")
+            lines.append(f"(and {r['install_noise_lines']} lines about this machine's pip configuration, "
+                         "left out)")
         g = r.get("glue")
         if g and g["compared"]:
             lines += ["", f"Glued numbers: {g['equal']} of {g['compared']} as committed (timings left out)."]
@@ -470,7 +479,8 @@ def finish(results: list[dict], wall: float, note: str, write: bool = True) -> i
     text = report(results, note, wall)
     if write:
         (OUT / "report.md").write_text(text)
-        (OUT / "report.json").write_text(json.dumps({"wall": wall, "torch_note": note, "results": results}, indent=1))
+        (OUT / "report.json").write_text(json.dumps({"wall": wall, "torch_note": note, "results": results},
+                                                    indent=1))
     print("\n" + text + (f"\n(written to {(OUT / 'report.md').relative_to(ROOT)})" if write else ""))
     bad = [r for r in results if r["status"] == "FAILED"
            or any(not d.get("only_full_precision") for d in r["differences"])]
@@ -494,7 +504,8 @@ def main() -> int:
     parser.add_argument("--reanalyse", action="store_true",
                         help="compare the last run's executed notebooks again, without running them")
     parser.add_argument("--against", type=Path, metavar="DIR",
-                        help="compare the last run's executed notebooks with those in DIR instead (prints only)")
+                        help="compare the last run's executed notebooks with those in DIR instead "
+                             "(prints only)")
     parser.add_argument("--run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--torch-note", default="", help=argparse.SUPPRESS)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every chapters/*.ipynb")

@@ -87,7 +87,8 @@ def skipped_reasons(log: str) -> list[str]:
 
 def run_entry(entry: str) -> dict:
     minor, kind = entry.split("-")
-    row = {"entry": entry, "python": "-", "result": "", "versions": "", "skipped": [], "seconds": 0.0, "ok": True}
+    row = {"entry": entry, "python": "-", "result": "", "versions": "", "skipped": [], "seconds": 0.0,
+           "ok": True}
     python = venvs.find_interpreter(minor)
     if not python:
         row["result"] = f"skipped: no Python {minor} found (python{minor} on PATH, or pyenv's)"
@@ -99,7 +100,8 @@ def run_entry(entry: str) -> dict:
         reqs += TEST_TOOLS
         note = "no lower bound declared, so newest: " + ", ".join(unbounded + TEST_TOOLS)
         floor = lowest(torch_requirement())[0]
-        torch = [*(floor if floor[0] != "torch" else []), TORCH]     # the declared floor if pip has a CPU build of it
+        # the declared floor if pip has a CPU build of it
+        torch = [*(floor if floor[0] != "torch" else []), TORCH]
     start = time.perf_counter()
     venv = venvs.ensure(python, f"matrix-{kind}", reqs, weekly=(kind == "newest"), torch=torch)
     py = venv / "bin" / "python"
@@ -116,8 +118,9 @@ def run_entry(entry: str) -> dict:
     # numba's cache of compiled kernels in the environment, not in nblib/__pycache__, where another
     # numba version (the pinned one's, the lowest one's) would replace it and compile again each run
     env = {**os.environ, "NUMBA_CACHE_DIR": str(venv / "numba-cache")}
-    test = subprocess.run([str(py), "-m", "pytest", "tests", "--ignore=tests/browser", "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=-ra"], cwd=ROOT, capture_output=True, text=True, env=env)
+    test = subprocess.run([str(py), "-m", "pytest", "tests", "--ignore=tests/browser", "-q",
+                           "-p", "no:cacheprovider", "-o", "addopts=-ra"],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
     log = test.stdout + test.stderr
     (OUT / f"{entry}.log").write_text(log)
     row["seconds"] = round(time.perf_counter() - start, 1)
@@ -142,7 +145,8 @@ def main() -> int:
     def one(entry: str) -> dict:
         print(f"matrix: {entry} ...", flush=True)
         row = run_entry(entry)
-        print(f"matrix: {entry}: Python {row['python']}: {row['result']} ({row['seconds']:.0f} s)", flush=True)
+        print(f"matrix: {entry}: Python {row['python']}: {row['result']} ({row['seconds']:.0f} s)",
+              flush=True)
         return row
 
     start = time.perf_counter()
@@ -152,7 +156,8 @@ def main() -> int:
     lines = ["# nblib's unit tests on other interpreters (make matrix)", "",
              "| entry | Python | result | time | versions |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['entry']} | {r['python']} | {r['result']} | {r['seconds']:.0f} s | {r['versions']} |")
+        lines.append(f"| {r['entry']} | {r['python']} | {r['result']} | {r['seconds']:.0f} s "
+                     f"| {r['versions']} |")
     for r in rows:
         if r.get("notes") or r["skipped"]:
             lines += (["", f"{r['entry']}:"] + [f"- {n}" for n in r.get("notes", [])]

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def home() -> Path:
     """Where the keyed environments live."""
-    return Path(os.environ.get("NBLIB_VENVS") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-                / "nblib" / "venvs")
+    return Path(os.environ.get("NBLIB_VENVS")
+                or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nblib" / "venvs")
 
 
 def interpreter(python: str) -> tuple[str, str]:
@@ -150,7 +150,8 @@ def make(python: str, version: str, venv: Path, pip_args: list[str], torch: str 
             break
         cuda.append(candidate)
     if cuda:
-        note = (f"pip's {' and '.join(cuda)} for Python {minor} here: a CUDA build (several GB of NVIDIA packages)")
+        note = (f"pip's {' and '.join(cuda)} for Python {minor} here: a CUDA build "
+                "(several GB of NVIDIA packages)")
     if torch:
         note = (note + "; " if note else "") + f"{torch}: a CPU build, installed"
     elif cuda and cuda_torch:
@@ -159,7 +160,8 @@ def make(python: str, version: str, venv: Path, pip_args: list[str], torch: str 
     elif cuda:
         note += "; torch left out: no CPU build of it"
     install = [*pip_args, *([torch] if torch else [])]
-    print(f"making {venv} (Python {version}): pip install {' '.join(install)}" + (f"\n  ({note})" if note else ""),
+    print(f"making {venv} (Python {version}): pip install {' '.join(install)}"
+          + (f"\n  ({note})" if note else ""),
           file=sys.stderr, flush=True)
     if install:
         pip(venv, "install", "--quiet", *install)
@@ -185,7 +187,8 @@ def main() -> None:
     parser.add_argument("--torch", help="a torch requirement, installed only when it is a CPU build ...")
     parser.add_argument("--cuda-torch", action="store_true", help="... or also when it is a CUDA build")
     args = parser.parse_args(ours)
-    venv = ensure(args.python, args.name, pip_args, weekly=args.weekly, torch=args.torch, cuda_torch=args.cuda_torch)
+    venv = ensure(args.python, args.name, pip_args, weekly=args.weekly, torch=args.torch,
+                  cuda_torch=args.cuda_torch)
     if torch_note(venv):
         print(torch_note(venv), file=sys.stderr)
     print(venv)

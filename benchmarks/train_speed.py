@@ -38,7 +38,8 @@ def nblib_epoch_seconds(mnist: data.MNIST, epochs: int) -> list[float]:
     x, y = mnist.training.images, mnist.training.labels
     rows = SparseRows.from_dense(x, net.dtype)
     rng = np.random.default_rng(0)
-    sgd_epoch(net.weights, net.biases, rows, y, rng.permutation(len(x)), 10, 0.1, 5.0, len(x))  # compile/warm up
+    sgd_epoch(net.weights, net.biases, rows, y, rng.permutation(len(x)),
+              10, 0.1, 5.0, len(x))  # compile/warm up
     times = []
     for _ in range(epochs):
         order = rng.permutation(len(x))

@@ -37,14 +37,16 @@ def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists():
     for nb in CHAPTERS:
         assert str(nb.relative_to(ROOT).with_suffix("")) in listed, f"{nb.name} is not in _toc.yml"
     for entry in listed:
-        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml lists missing {entry}"
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), (
+            f"_toc.yml lists missing {entry}")
 
 
 def test_every_citation_is_in_references_bib():
     keys = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "references.bib").read_text()))
     pages = [ROOT / f"{f}.md" for f in toc_files() if (ROOT / f"{f}.md").exists()]
     texts = [p.read_text() for p in pages] + [notebook_text(nb, "markdown") for nb in CHAPTERS]
-    cited = {k.strip() for t in texts for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", t) for k in group.split(",")}
+    cited = {k.strip() for t in texts for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", t)
+             for k in group.split(",")}
     assert cited, "no citations found"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
 

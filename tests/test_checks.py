@@ -27,7 +27,8 @@ def test_integer_names_the_argument_and_the_bound(value, at_least, error, messag
 
 
 @pytest.mark.parametrize("value, kwargs", [(0.1, {}), (-2, {}), (0, {"non_negative": True}),
-                                           (np.float32(0.5), {"positive": True}), (np.int32(3), {"positive": True})])
+                                           (np.float32(0.5), {"positive": True}),
+                                           (np.int32(3), {"positive": True})])
 def test_number_accepts_finite_reals_and_returns_a_python_float(value, kwargs):
     out = number(value, "eta", **kwargs)
     assert out == pytest.approx(float(value)) and type(out) is float
@@ -60,7 +61,8 @@ def test_integer_at_most_bounds_what_can_be_computed():
         checks.integer(0, "steps", 1, at_most=10)
     with pytest.raises(TypeError, match=r"^steps must be an integer from 1 to 10, got 2.0$"):
         checks.integer(2.0, "steps", 1, at_most=10)
-    with pytest.raises(TypeError, match=r"^n must be a positive integer, got (np\.True_|True)$"):   # numpy 2 | 1.26
+    with pytest.raises(TypeError,
+                       match=r"^n must be a positive integer, got (np\.True_|True)$"):   # numpy 2 | 1.26
         checks.integer(np.True_, "n")
 
 
@@ -86,7 +88,8 @@ def test_seed_may_allow_a_generator_or_none():
 
 def test_seeds_is_a_non_empty_list_of_seeds():
     assert checks.seeds(range(3)) == [0, 1, 2] and checks.seeds(np.arange(2)) == [0, 1]
-    with pytest.raises(TypeError, match=r"^seeds must be a list of seeds such as range\(10\) or \[0, 1, 2\], got 5$"):
+    with pytest.raises(TypeError,
+                       match=r"^seeds must be a list of seeds such as range\(10\) or \[0, 1, 2\], got 5$"):
         checks.seeds(5)
     with pytest.raises(ValueError, match=r"^seeds is empty"):
         checks.seeds([])
@@ -95,11 +98,13 @@ def test_seeds_is_a_non_empty_list_of_seeds():
 
 
 def test_choice_fraction_boolean_text_instance_function():
-    assert checks.choice("b", "kind", ("a", "b")) == "b" and checks.choice(None, "norm", (None, "batch")) is None
+    assert (checks.choice("b", "kind", ("a", "b")) == "b"
+            and checks.choice(None, "norm", (None, "batch")) is None)
     with pytest.raises(ValueError, match=r"^kind must be one of 'a', 'b', got array\(\[1\]\)$"):
         checks.choice(np.array([1]), "kind", ("a", "b"))
     assert checks.fraction(np.float32(0.25), "p") == 0.25
-    for bad, error in ((0, ValueError), (1.0, ValueError), (np.nan, ValueError), ("0.5", TypeError), (True, TypeError)):
+    for bad, error in ((0, ValueError), (1.0, ValueError), (np.nan, ValueError), ("0.5", TypeError),
+                       (True, TypeError)):
         with pytest.raises(error, match=r"^p must be a number between 0 and 1, got"):
             checks.fraction(bad, "p")
     assert checks.boolean(np.True_, "flag") is True
@@ -128,7 +133,8 @@ def test_array_names_the_argument(value, kwargs, error, message):
 
 def test_array_keeps_the_dtype_and_may_allow_nan_or_empty():
     assert checks.array(np.zeros(2, np.float32), "x").dtype == np.float32
-    assert np.isnan(checks.array([np.nan], "x", finite=False)[0]) and checks.array([], "x", empty=True).size == 0
+    assert (np.isnan(checks.array([np.nan], "x", finite=False)[0])
+            and checks.array([], "x", empty=True).size == 0)
 
 
 @pytest.mark.parametrize("value, error, message", [

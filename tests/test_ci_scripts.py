@@ -62,7 +62,8 @@ def test_a_changed_claim_is_a_real_difference_and_stderr_would_reach_the_page():
     old = notebook(code("# NBVAL_CHECK_OUTPUT\nprint(ok)", [stdout("it holds: True\n")]),
                    code("f()", [stdout("done\n")]))
     new = notebook(code("# NBVAL_CHECK_OUTPUT\nprint(ok)", [stdout("it holds: False\n")]),
-                   code("f()", [{"output_type": "stream", "name": "stderr", "text": "UserWarning: careful\n"}]))
+                   code("f()", [{"output_type": "stream", "name": "stderr",
+                                 "text": "UserWarning: careful\n"}]))
     result = {}
     colab_check.analyse(result, old, new)
     assert [d["only_full_precision"] for d in result["differences"]] == [False]
@@ -78,7 +79,8 @@ def test_timings_in_a_checked_cell_are_sanitised_as_in_make_nbval():
 
 
 def test_the_install_cell_output_is_kept_apart_without_this_machines_pip_noise():
-    cell = code('import sys\nif "google.colab" in sys.modules:\n    %pip install --quiet "nblib @ git+https://x/y"', [
+    cell = code('import sys\nif "google.colab" in sys.modules:\n'
+                '    %pip install --quiet "nblib @ git+https://x/y"', [
         stdout("\x1b[33mWARNING: Location 'file:///opt/x/simple/numba/' is ignored: "
                "it is neither a file nor a directory.\x1b[0m\n"),
         stdout("ERROR: pip's dependency resolver does not currently take into account ...\n")])
@@ -120,6 +122,7 @@ def test_make_help_lists_every_target():
         pytest.skip("make is not installed")
     root = Path(__file__).resolve().parents[1]
     targets = set(re.findall(r"^([a-z][a-z-]*):", (root / "Makefile").read_text(), flags=re.M)) - {"help"}
-    shown = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout
     missing = sorted(t for t in targets if not re.search(rf"make {re.escape(t)}\b", shown))
     assert not missing, f"make help does not list: {missing}"

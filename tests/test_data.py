@@ -408,7 +408,8 @@ def test_as_pair_accepts_a_split_or_a_pair_and_names_the_argument_otherwise():
     assert data.as_pair((x, y))[0] is x
     assert data.as_pair([x, y])[1] is y
     with pytest.raises(TypeError,
-                       match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, got int"):
+                       match="evaluation must be an nblib.data.Split or an \\(images, labels\\) pair, "
+                             "got int"):
         data.as_pair(3, "evaluation")
 
 
@@ -431,15 +432,17 @@ def test_a_read_only_cache_ends_in_the_loaders_own_error(fake, cache, server, mo
 
     cache.mkdir()
     monkeypatch.setattr(data.tempfile, "mkstemp", read_only)
-    with pytest.raises(DataUnavailableError, match=r"is not a writable folder \(PermissionError: .*\)\. Set the "
-                                                   r"environment variable NBLIB_DATA_DIR to a writable folder"):
+    with pytest.raises(DataUnavailableError,
+                       match=r"is not a writable folder \(PermissionError: .*\)\. Set the "
+                             r"environment variable NBLIB_DATA_DIR to a writable folder"):
         load_mnist(mirrors=[server.url("/m.gz")], use_pip=False, verbose=False)
 
 
 def test_a_read_only_cache_that_holds_the_file_is_still_read(fake, cache, monkeypatch):
     cache.mkdir()
     (cache / "mnist.pkl.gz").write_bytes(fake)
-    monkeypatch.setattr(data.tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(PermissionError("read-only")))
+    monkeypatch.setattr(data.tempfile, "mkstemp",
+                        lambda *a, **k: (_ for _ in ()).throw(PermissionError("read-only")))
     assert len(load_mnist(mirrors=[], use_pip=False, verbose=False).test) == SIZES[2]
 
 
@@ -447,8 +450,9 @@ def test_a_data_dir_that_is_a_regular_file_ends_in_the_loaders_own_error(fake, t
     plain = tmp_path / "not-a-folder"
     plain.write_text("x")
     monkeypatch.setenv("NBLIB_DATA_DIR", str(plain))
-    with pytest.raises(DataUnavailableError, match=r"not-a-folder is not a writable folder \((FileExistsError|"
-                                                   r"NotADirectoryError).*NBLIB_DATA_DIR to a writable folder"):
+    with pytest.raises(DataUnavailableError,
+                       match=r"not-a-folder is not a writable folder \((FileExistsError|"
+                             r"NotADirectoryError).*NBLIB_DATA_DIR to a writable folder"):
         load_mnist(mirrors=[], use_pip=False, verbose=False)
 
 
@@ -470,7 +474,8 @@ def test_an_unreadable_cached_file_falls_through_to_the_sources(fake, cache, ser
 
 def test_stale_part_files_of_killed_downloads_are_removed_and_fresh_ones_kept(fake, cache, server):
     cache.mkdir()
-    stale, fresh, other = cache / ".mnist.pkl.gz.abc123.part", cache / ".mnist.pkl.gz.def456.part", cache / "notes.part"
+    stale, fresh, other = (cache / ".mnist.pkl.gz.abc123.part", cache / ".mnist.pkl.gz.def456.part",
+                           cache / "notes.part")
     for path in (stale, fresh, other):
         path.write_bytes(b"half a download")
     old = os.stat(stale).st_mtime - 2 * data.STALE_PART_SECONDS

@@ -71,7 +71,8 @@ def test_participation_ratio_counts_the_directions_a_cloud_fills():
 
 def test_spectrum_measures_agree_with_the_matrix_ones():
     rng = np.random.default_rng(1)
-    mats = [rng.standard_normal((6, 6)) @ np.diag([1, 1, 0.1, 1e-5, 1e-6, 0]) for _ in range(4)] + [np.zeros((6, 6))]
+    mats = ([rng.standard_normal((6, 6)) @ np.diag([1, 1, 0.1, 1e-5, 1e-6, 0]) for _ in range(4)]
+            + [np.zeros((6, 6))])
     s = np.array([degeneracy.singular_values(m) for m in mats]).reshape(5, 6)
     er = degeneracy.spectrum_effective_rank(s)
     fs = degeneracy.spectrum_fraction_small(s, 1e-3)

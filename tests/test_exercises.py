@@ -12,8 +12,8 @@ import pytest
 
 import nblib.exercises as exercises
 from nblib.exercises import (CheckerError, Feedback, NotYet, OutOfTime, Problem, TooSlow, as_array, as_bool,
-                             as_choices, as_function, as_number, as_word, call, checker, close_enough, describe,
-                             grade_choices, sample, show_choices)
+                             as_choices, as_function, as_number, as_word, call, checker, close_enough,
+                             describe, grade_choices, sample, show_choices)
 from nblib.exercises import unstable
 
 matplotlib.use("Agg")
@@ -67,7 +67,8 @@ def test_checker_turns_problems_and_bugs_into_feedback():
 
     assert check(2).passed is True
     problem = check("2")
-    assert problem.passed is False and "should be a number" in str(problem) and "Remove the quotes" in str(problem)
+    assert (problem.passed is False and "should be a number" in str(problem)
+            and "Remove the quotes" in str(problem))
     bug = check(-1)
     assert bug.passed is None and "bug in the book" in str(bug) and "ZeroDivisionError" in str(bug)
     assert "Traceback" not in str(bug)
@@ -128,8 +129,8 @@ def test_as_function_and_call():
     def broken(w):
         return [][w]                                        # IndexError, raised in "the reader's" code
 
-    with pytest.raises(Problem, match=r"width raised IndexError: list index out of range when called with \(2\)"
-                                      r", at line \d+: return \[\]\[w\]"):
+    with pytest.raises(Problem, match=r"width raised IndexError: list index out of range when called "
+                                      r"with \(2\), at line \d+: return \[\]\[w\]"):
         call(broken, 2, name="width")
     assert call(lambda a, b=1: a + b, 1, b=2) == 3
     assert call(lambda: np.float64(1) / 0) == np.inf       # numpy warnings stay quiet
@@ -171,8 +172,8 @@ def test_boolean_word_and_choice_answers():
         with pytest.raises(Problem, match=message):
             as_choices(answer, "r", options)
     fb = grade_choices(Feedback("t"), ["A", "C"], ["A", "B"], {"A": "yes", "B": "also", "C": "no"})
-    assert fb.passed is False and "A: right to choose it" in str(fb) and "B: this one is true too" in str(fb) \
-        and "C: this one is not true" in str(fb)
+    assert fb.passed is False and "A: right to choose it" in str(fb) \
+        and "B: this one is true too" in str(fb) and "C: this one is not true" in str(fb)
     assert "**B.** b" in str(getattr(show_choices(options), "data", show_choices(options)))
 
 
@@ -243,7 +244,7 @@ def test_check_activation_scale():
     assert too_big.passed is False and "activations now reach up to c" in str(too_big)
     too_small = unstable.check_activation_scale(0.5, False)
     assert too_small.passed is False and "Try a larger c" in str(too_small)
-    assert f"c = {best:g}" not in str(too_small) and "19%" not in str(too_big)      # wrong: no answer given away
+    assert f"c = {best:g}" not in str(too_small) and "19%" not in str(too_big)  # wrong: no answer given away
     claims_balance = unstable.check_activation_scale(best, True)
     assert claims_balance.passed is False and "No c balances the chain" in str(claims_balance)
     assert unstable.check_activation_scale(np.float64(best), np.bool_(False)).passed is True
@@ -296,10 +297,10 @@ def test_check_bound_width_refuses_measurements_and_tables(monkeypatch):
     measured = unstable.check_bound_width(unstable.measure_bound_width, *WIDEST)
     assert measured.passed is False and "close but not exact" in str(measured)
     table = {w: right_width(w) for w in unstable.WIDTH_WEIGHTS}
-    assert unstable.check_bound_width(lambda w: table[w], *WIDEST).passed is True        # the public points...
+    assert unstable.check_bound_width(lambda w: table[w], *WIDEST).passed is True  # the public points...
     monkeypatch.setenv("NBLIB_GRADING", "1")
     monkeypatch.setenv("NBLIB_GRADING_SEED", "7")
-    with pytest.raises(NotYet, match="raised KeyError"):                                # ...but not fresh ones
+    with pytest.raises(NotYet, match="raised KeyError"):                           # ...but not fresh ones
         unstable.check_bound_width(lambda w: table[w], *WIDEST)
     assert unstable.check_bound_width(right_width, *WIDEST).passed is True
     with pytest.raises(ValueError, match="points must be at most 1,000,001"):
@@ -309,7 +310,8 @@ def test_check_bound_width_refuses_measurements_and_tables(monkeypatch):
 def test_check_bound_width_checks_where_the_set_is_widest():
     assert "widest_w and widest_width are still missing" in str(unstable.check_bound_width(right_width))
     off = unstable.check_bound_width(right_width, 8.0, 0.44)
-    assert off.passed is False and "widest at a different |w|" in str(off) and "The largest width is not" in str(off)
+    assert (off.passed is False and "widest at a different |w|" in str(off)
+            and "The largest width is not" in str(off))
 
 
 @pytest.mark.parametrize("width, message", [
@@ -362,7 +364,8 @@ def test_check_identity_neuron():
     assert tiny.passed is False
 
 
-@pytest.mark.parametrize("args, message", [((..., 0, 1), "w should be a number"), ((1, "0", 1), "b should be a number"),
+@pytest.mark.parametrize("args, message", [((..., 0, 1), "w should be a number"),
+                                           ((1, "0", 1), "b should be a number"),
                                            ((1, 0, np.inf), "v is infinite")])
 def test_check_identity_neuron_explains_bad_answers(args, message):
     feedback = unstable.check_identity_neuron(*args)

@@ -81,7 +81,8 @@ def test_check_cancellation():
     nielsen, per_image = vanishing.error_lengths()
     assert vanishing.check_cancellation(per_image, True).passed is True
     fb = vanishing.check_cancellation(nielsen, False)
-    assert fb.passed is False and "Those are Nielsen's speeds" in str(fb) and "order of the two columns" in str(fb)
+    assert (fb.passed is False and "Those are Nielsen's speeds" in str(fb)
+            and "order of the two columns" in str(fb))
 
 
 def test_check_seeds(grading):
@@ -157,11 +158,13 @@ def fake_run(probe: dict, final: dict | None = None) -> SimpleNamespace:
 
 
 def test_check_adam(monkeypatch):
-    monkeypatch.setattr(remedies, "_run", lambda config, seed: fake_run({"grad_norm": np.full((24, 16), 1e-10)}))
+    monkeypatch.setattr(remedies, "_run",
+                        lambda config, seed: fake_run({"grad_norm": np.full((24, 16), 1e-10)}))
     typical = 1e-10 / math.sqrt(784 * 48)
     assert remedies.check_adam(typical * 2, "a").passed is True
     fb = remedies.check_adam(1e-8, "B")
-    assert fb.passed is False and "more than three times off" in str(fb) and "A: this one is true too" in str(fb)
+    assert (fb.passed is False and "more than three times off" in str(fb)
+            and "A: this one is true too" in str(fb))
 
 
 def test_check_dying(monkeypatch):

@@ -62,7 +62,8 @@ def test_check_folding(monkeypatch):
     gaussian = ex.check_folding(lambda x: 1.0, 1, 1)
     assert gaussian.passed is False and "[B, B] x = B (x_1 + x_2)" in str(gaussian)
     wrong = ex.check_folding(folded_gain, 2, 0.5)
-    assert wrong.passed is False and "backward_gain is not 2" in str(wrong) and "average_gain is not 0.5" in str(wrong)
+    assert (wrong.passed is False and "backward_gain is not 2" in str(wrong)
+            and "average_gain is not 0.5" in str(wrong))
     monkeypatch.setenv("NBLIB_GRADING", "1")
     assert ex.check_folding(folded_gain, 1, 1).passed is True
     table = {tuple(v): folded_gain(np.array(v)) for v in ex.FOLD_VECTORS}

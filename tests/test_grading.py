@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="grading/ needs the test tools (nbformat, nbconvert, nbval)")
+nbformat = pytest.importorskip("nbformat",
+                               reason="grading/ needs the test tools (nbformat, nbconvert, nbval)")
 pytest.importorskip("nbconvert", reason="grading/ needs the test tools (nbformat, nbconvert, nbval)")
 from grading import cells, grade, student  # noqa: E402
 
@@ -85,7 +86,8 @@ PROTECTED = {"unstable": "nblib.exercises.unstable", "np": "numpy", "plt": "matp
     ("class A:\n    def __init__(self):\n        self.x = 1", None),
     ("def f(state):\n    state.count = 1\n    return state", None),
     ("unstable.check_activation_scale = lambda *a: None", "changes unstable.check_activation_scale"),
-    ("import nblib.exercises.unstable as u\nu.identity_error = lambda *a: (0, 0)", "changes u.identity_error"),
+    ("import nblib.exercises.unstable as u\nu.identity_error = lambda *a: (0, 0)",
+     "changes u.identity_error"),
     ("unstable = None", "rebinds unstable"),
     ("import math as np", "rebinds np"),
     ("import matplotlib.pyplot as plt\nfrom nblib.exercises import unstable", None),
@@ -163,7 +165,7 @@ def width(w):
     return 2 / w * np.log((1 + root) / (1 - root))
 '''
 PREPARED = {
-    "other_forms": {          # right, written differently: numpy scalars, Nielsen's closed form, other (w, b, v)
+    "other_forms": {  # right, written differently: numpy scalars, Nielsen's closed form, other (w, b, v)
         1: "best_scale = np.float64(3.5)\ncan_balance = np.bool_(False)",
         2: ("def width(w):\n    w = abs(w)\n"
             "    return 0.0 if w <= 4 else 2 / w * np.log(w * (1 + np.sqrt(1 - 4 / w)) / 2 - 1)"
@@ -175,19 +177,19 @@ PREPARED = {
         2: RIGHT_WIDTH.replace("return 2 / w", "return 2") + "widest_w = 6.9\nwidest_width = 0.4477",
         3: "w, b, v = 1.0, 0.0, 4.0",
     },
-    "attacks_1": {            # an edited check cell; a table of the public points; an endless loop
+    "attacks_1": {    # an edited check cell; a table of the public points; an endless loop
         1: "best_scale = 0\ncan_balance = 0",
         2: (RIGHT_WIDTH.replace("def width(w):", "def exact(w):")
             + "table = {w: exact(w) for w in unstable.WIDTH_WEIGHTS}\n"
             "def width(w):\n    return table[w]\nwidest_w = 6.894\nwidest_width = 0.44774"),
         3: "while True:\n    pass",
     },
-    "attacks_2": {            # monkeypatching the checker module; the book's own measurement; a rebound helper
+    "attacks_2": {    # monkeypatching the checker module; the book's own measurement; a rebound helper
         1: "best_scale = 0\ncan_balance = 0\nunstable.check_activation_scale = lambda *a, **k: 'passed'",
         2: "width = unstable.measure_bound_width\nwidest_w = 6.894\nwidest_width = 0.44774",
         3: "import nblib.exercises.unstable as u\nu.identity_error = lambda *a: (0.0, 0.0)\nw = b = v = 0",
     },
-    "attacks_3": {            # the answer function the module no longer offers; a loop inside the function; x lost
+    "attacks_3": {    # the answer function the module no longer offers; a loop inside the function; x lost
         1: "best_scale = unstable.best_scale()[0]\ncan_balance = False",
         2: "def width(w):\n    while True:\n        pass\nwidest_w = 6.894\nwidest_width = 0.44774",
         3: "w, b, v = 0, 0, 1e17",
@@ -207,7 +209,8 @@ def with_answers(edition, answers: dict[int, str]):
     nb = nbformat.from_dict(json.loads(json.dumps(edition)))
     for cell in nb.cells:
         if cells.role(cell) == "answer" and answers.get(cells.exercise(cell)) is not None:
-            cell.source = f"# Your answer to exercise {cells.exercise(cell)}\n" + answers[cells.exercise(cell)].strip()
+            cell.source = (f"# Your answer to exercise {cells.exercise(cell)}\n"
+                           + answers[cells.exercise(cell)].strip())
     return nb
 
 

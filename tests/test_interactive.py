@@ -32,7 +32,8 @@ def line_explorer(animated: bool = True, live_only: bool = False) -> Explorer:
         line.set_ydata(a * x + (0.0 if b is None else b))
         return f"a={a:g} b={b}"
 
-    sliders = [Slider("a", [1, 2, 3], label="slope"), Slider("b", [0, 1], label="shift", prerender=not live_only)]
+    sliders = [Slider("a", [1, 2, 3], label="slope"),
+               Slider("b", [0, 1], label="shift", prerender=not live_only)]
     return Explorer(fig, update, sliders, title="Line <test>")
 
 
@@ -61,12 +62,16 @@ def test_slider_defaults():
     (dict(name="w", values=[1]), ValueError, "at least two increasing numbers"),
     (dict(name="w", values=[2, 1]), ValueError, "at least two increasing numbers"),
     (dict(name="w", values=[1, 2], start=5), ValueError, "start must be one of its values"),
-    (dict(name="w", values=[1, 2], step=0), ValueError, "slider 'w': step must be a finite positive number, got 0"),
+    (dict(name="w", values=[1, 2], step=0), ValueError,
+     "slider 'w': step must be a finite positive number, got 0"),
     (dict(name="w", values=[1, 2], step=np.nan), ValueError,
      "slider 'w': step must be a finite positive number, got nan"),
-    (dict(name="w", values=[1, 2], step="0.1"), TypeError, "slider 'w': step must be a finite positive number"),
-    (dict(name="w", values=[1, 2], start="a"), TypeError, "slider 'w': start must be a finite real number, got 'a'"),
-    (dict(name="w", values=[1, 2], start=np.nan), ValueError, "slider 'w': start must be a finite real number"),
+    (dict(name="w", values=[1, 2], step="0.1"), TypeError,
+     "slider 'w': step must be a finite positive number"),
+    (dict(name="w", values=[1, 2], start="a"), TypeError,
+     "slider 'w': start must be a finite real number, got 'a'"),
+    (dict(name="w", values=[1, 2], start=np.nan), ValueError,
+     "slider 'w': start must be a finite real number"),
     (dict(name="w", values=[1, 2], fmt="{:d}"), ValueError,
      r"slider 'w': fmt must format one number, as '\{:.2f\}' does; '\{:d\}' fails on 1"),
     (dict(name="w", values=[1, 2], fmt="{x}"), ValueError, r"slider 'w': fmt must format one number"),
@@ -94,10 +99,12 @@ def test_bad_explorers_are_refused():
          ValueError, "more than 200"),
         (lambda: Explorer(fig, lambda a: "", [Slider("a", [1, 2], prerender=False)]), ValueError,
          "at least one slider"),
-        (lambda: Explorer(fig, lambda a: "", ok, dpi=5), ValueError, "dpi must be an integer from 20 to 300, got 5"),
+        (lambda: Explorer(fig, lambda a: "", ok, dpi=5), ValueError,
+         "dpi must be an integer from 20 to 300, got 5"),
         (lambda: Explorer(fig, lambda a: "", ok, dpi=72.0), TypeError,
          "dpi must be an integer from 20 to 300, got 72.0"),
-        (lambda: Explorer(fig, lambda a: "", ok, colours=-1), ValueError, "colours must be an integer from 0 to 256"),
+        (lambda: Explorer(fig, lambda a: "", ok, colours=-1), ValueError,
+         "colours must be an integer from 0 to 256"),
         (lambda: Explorer(fig, lambda a: "", ok, colours=1), ValueError, "colours must be 0"),
         (lambda: Explorer(fig, lambda a: "", ok, title=None), TypeError, "title must be a string"),
     ]
@@ -210,7 +217,8 @@ def test_numpy_integers_are_accepted_as_dpi_and_colours():
 
 def test_live_without_ipywidgets_says_what_to_install(no_ipywidgets):
     with pytest.raises(ImportError,
-                       match=r"Explorer.live\(\) needs ipywidgets, which is not installed: pip install ipywidgets"):
+                       match=r"Explorer.live\(\) needs ipywidgets, which is not installed: "
+                             r"pip install ipywidgets"):
         line_explorer().live()
 
 

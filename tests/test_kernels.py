@@ -198,7 +198,8 @@ def test_sgd_epoch_checks_what_the_compiled_loop_trusts(change, error, message, 
 
 def test_sgd_epoch_refuses_inputs_of_another_width_or_precision(data):
     x, _ = data(10, 6, 3, dtype=np.float32)
-    with pytest.raises(ValueError, match=r"inputs must be 10 rows of 5 float32 numbers .* SparseRows.from_dense"):
+    with pytest.raises(ValueError,
+                       match=r"inputs must be 10 rows of 5 float32 numbers .* SparseRows.from_dense"):
         kernels.sgd_epoch(**epoch_arguments(data, inputs=SparseRows.from_dense(x, np.float32)))
     x, _ = data(10, 5, 3)
     with pytest.raises(ValueError, match=r"rows of 5 float64 numbers"):
@@ -210,12 +211,14 @@ def test_sgd_epoch_refuses_mixed_precision_and_layers_that_do_not_chain(data):
     with pytest.raises(TypeError, match=r"weights and biases must all be float32 or all float64"):
         kernels.sgd_epoch(**arguments | dict(biases=[b.astype(np.float64) for b in arguments["biases"]]))
     with pytest.raises(ValueError,
-                       match=r"layer 1: weights of shape \(3, 5\) and biases of shape \(3,\) do not make a network"):
+                       match=r"layer 1: weights of shape \(3, 5\) and biases of shape \(3,\) "
+                             r"do not make a network"):
         kernels.sgd_epoch(**arguments | dict(weights=[arguments["weights"][0], np.zeros((3, 5), np.float32)]))
 
 
 def test_sparse_rows_with_indices_out_of_range_are_refused():
-    good = dict(indptr=np.array([0, 1, 2]), indices=np.array([0, 3]), values=np.ones(2, np.float32), shape=(2, 4))
+    good = dict(indptr=np.array([0, 1, 2]), indices=np.array([0, 3]), values=np.ones(2, np.float32),
+                shape=(2, 4))
     SparseRows(**good)
     with pytest.raises(ValueError, match=r"not the compressed rows of a \(2, 4\) array"):
         SparseRows(**good | dict(indices=np.array([0, 4])))

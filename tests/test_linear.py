@@ -136,7 +136,8 @@ def test_measure_gives_the_exact_expected_loss_and_gradient_norms(residual):
 # --- training -----------------------------------------------------------------------------------
 def test_train_records_what_it_says_and_learns():
     a = linear.target_map(8, seed=0, device=CPU)
-    w = torch.cat([linear.orthogonal(2, 6, 8, seed=0, device=CPU), linear.gaussian(2, 6, 8, seed=0, device=CPU)])
+    w = torch.cat([linear.orthogonal(2, 6, 8, seed=0, device=CPU),
+                   linear.gaussian(2, 6, 8, seed=0, device=CPU)])
     h = linear.train(w, a, steps=150, lr=0.02, batch_size=16, record_every=50, progress=False)
     assert list(h.steps) == [0, 50, 100, 150]
     assert h.loss.shape == (4, 4) and h.grad_norms.shape == (4, 4, 7) and h.singular_values.shape == (4, 4, 8)
@@ -201,7 +202,8 @@ def test_one_training_of_a_mixed_stack_is_the_separate_trainings():
     a = linear.target_map(6, seed=3, device=CPU, dtype=torch.float64)
     w = linear.gaussian(4, 5, 6, seed=2, scale=0.4, device=CPU, dtype=torch.float64)
     flags, rates = [False, True, False, True], [0.01, 0.01, 0.03, 0.03]
-    together = linear.train(w.clone(), a, steps=25, lr=rates, residual=flags, record_every=5, seed=7, progress=False)
+    together = linear.train(w.clone(), a, steps=25, lr=rates, residual=flags, record_every=5, seed=7,
+                            progress=False)
     for r in range(4):
         alone = linear.train(w[r:r + 1].clone(), a, steps=25, lr=rates[r], residual=flags[r], record_every=5,
                              seed=7, progress=False)
@@ -212,7 +214,8 @@ def test_one_training_of_a_mixed_stack_is_the_separate_trainings():
 
 def test_the_result_of_train_does_not_depend_on_the_number_of_workers():
     a = linear.target_map(8, seed=0, device=CPU)
-    w = torch.cat([linear.gaussian(3, 6, 8, seed=0, device=CPU), linear.orthogonal(2, 6, 8, seed=1, device=CPU)])
+    w = torch.cat([linear.gaussian(3, 6, 8, seed=0, device=CPU),
+                   linear.orthogonal(2, 6, 8, seed=1, device=CPU)])
     one, two = w.clone(), w.clone()
     h1 = linear.train(one, a, steps=30, lr=0.02, record_every=10, seed=3, progress=False)
     h2 = linear.train(two, a, steps=30, lr=0.02, record_every=10, seed=3, workers=2, progress=False)
@@ -236,7 +239,8 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.gaussian(0, 2, 4, seed=0), ValueError, "runs must be at least 1"),
     (lambda: linear.gaussian(1, 2.5, 4, seed=0), TypeError, "depth must be a positive integer"),
     (lambda: linear.gaussian(1, 2, True, seed=0), TypeError, "width must be a positive integer"),
-    (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
+    (lambda: linear.gaussian(1, 2, 4, seed=-1), ValueError,
+     r"seed must be an integer from 0 to 2\*\*64 - 1, got -1"),
     (lambda: linear.gaussian(1, 2, 4, seed=True), TypeError,
      r"seed must be an integer from 0 to 2\*\*64 - 1, got True"),
     # issue 11: integer dtypes would hold mostly zeros; stacks too large to hold; bad devices
@@ -244,10 +248,12 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
      r"dtype must be a floating-point torch dtype such as torch.float32 or torch.float64, got torch.int64"),
     (lambda: linear.orthogonal(1, 2, 4, seed=0, dtype=torch.int32), TypeError,
      r"dtype must be a floating-point torch dtype"),
-    (lambda: linear.target_map(4, seed=0, dtype=torch.bool), TypeError, r"dtype must be a floating-point torch dtype"),
+    (lambda: linear.target_map(4, seed=0, dtype=torch.bool), TypeError,
+     r"dtype must be a floating-point torch dtype"),
     (lambda: linear.gaussian(10 ** 4, 100, 1000, seed=0), ValueError,
      r"the stack, runs x depth x width x width would be 1,000,000,000,000 numbers"),
-    (lambda: linear.gaussian(1, 2, 4, seed=0, device="gpu"), ValueError, r"device must name a device such as 'cpu'"),
+    (lambda: linear.gaussian(1, 2, 4, seed=0, device="gpu"), ValueError,
+     r"device must name a device such as 'cpu'"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), residual="yes"), TypeError,
      r"residual must be True or False, or a list of 2 of them \(one per network\), got 'yes'"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), residual=[True]), TypeError,
@@ -259,14 +265,17 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.train(torch.zeros(2, 1, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, workers=0), ValueError,
      r"workers must be an integer from 1 to 64, got 0"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), [torch.zeros(1, 3, 4)] * 2 + [torch.zeros(1, 2, 4)],
-                             torch.zeros(3, 4)), ValueError, r"activations\[2\] must be a tensor of shape \(1, 3, 4\)"),
+                             torch.zeros(3, 4)), ValueError,
+     r"activations\[2\] must be a tensor of shape \(1, 3, 4\)"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), torch.zeros(3, 1, 3, 4), torch.zeros(3, 4)), ValueError,
      r"activations must hold 3 tensors"),
     (lambda: linear.gaussian(1, 2, 4, seed=0, scale=-1), ValueError, "scale must be a finite non-negative"),
-    (lambda: linear.gaussian(1, 2, 4, seed=0, scale="1"), TypeError, "scale must be a finite non-negative number"),
+    (lambda: linear.gaussian(1, 2, 4, seed=0, scale="1"), TypeError,
+     "scale must be a finite non-negative number"),
     (lambda: linear.orthogonal(1, 2, 4, seed=0, scale=float("nan")), ValueError, "scale must be a finite"),
     (lambda: linear.fold(np.zeros((1, 1, 4, 4))), TypeError, "weights must be a torch tensor"),
-    (lambda: linear.fold(torch.zeros(1, 4, 4)), ValueError, "weights must have shape \\(runs, layers, n, n\\)"),
+    (lambda: linear.fold(torch.zeros(1, 4, 4)), ValueError,
+     "weights must have shape \\(runs, layers, n, n\\)"),
     (lambda: linear.fold(torch.zeros(1, 1, 4, 3)), ValueError, "square layers"),
     (lambda: linear.fold(torch.zeros(1, 1, 4, 4, dtype=torch.int64)), TypeError, "floating-point"),
     (lambda: linear.fold(torch.zeros(1, 1, 6, 6), 2), ValueError, "width divisible by 4, got 6"),
@@ -276,20 +285,22 @@ def test_residual_training_with_zero_branches_starts_at_the_identity():
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5)), ValueError,
      "x must have shape \\(batch, 4\\)"),
     (lambda: linear.forward(torch.zeros(2, 1, 4, 4), torch.zeros(3, 5, 4)), ValueError, "x must have shape"),
-    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), np.zeros((3, 4))), TypeError, "x must be a torch tensor"),
+    (lambda: linear.forward(torch.zeros(2, 1, 4, 4), np.zeros((3, 4))), TypeError,
+     "x must be a torch tensor"),
     (lambda: linear.backward(torch.zeros(1, 2, 4, 4), [torch.zeros(1, 3, 4)], torch.zeros(3, 4)),
      ValueError, "activations must hold 3 tensors"),
     (lambda: linear.measure(torch.zeros(1, 2, 4, 4), torch.zeros(3, 3)), ValueError,
      "target must have shape \\(4, 4\\)"),
-    (lambda: linear.measure(torch.zeros(1, 2, 4, 4), np.zeros((4, 4))), TypeError, "target must be a torch tensor"),
+    (lambda: linear.measure(torch.zeros(1, 2, 4, 4), np.zeros((4, 4))), TypeError,
+     "target must be a torch tensor"),
     (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=0, lr=0.1), ValueError,
      "steps must be at least 1"),
     (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0), ValueError,
      "lr must be a finite positive"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, batch_size=0), ValueError,
-     "batch_size must be at least 1"),
-    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5), TypeError,
-     "record_every must be a positive integer"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, batch_size=0),
+     ValueError, "batch_size must be at least 1"),
+    (lambda: linear.train(torch.zeros(1, 2, 4, 4), torch.zeros(4, 4), steps=1, lr=0.1, record_every=1.5),
+     TypeError, "record_every must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):
@@ -308,7 +319,8 @@ def test_split_refuses_groups_that_do_not_add_up():
 
 def test_steps_to_is_the_first_recorded_step_at_or_below_the_loss():
     h = linear.History(settings={}, steps=np.array([0, 10, 20, 30]),
-                             loss=np.array([[1.0, 0.5, 0.2, 0.1], [1.0, 0.9, np.nan, np.nan], [0.05, 0.5, 0.01, 0.0]]),
+                             loss=np.array([[1.0, 0.5, 0.2, 0.1], [1.0, 0.9, np.nan, np.nan],
+                                            [0.05, 0.5, 0.01, 0.0]]),
                              grad_norms=np.zeros((3, 4, 2)), singular_values=np.zeros((3, 4, 2)))
     np.testing.assert_array_equal(h.steps_to(0.2), [20.0, np.inf, 0.0])
     np.testing.assert_array_equal(h.steps_to(0.0), [np.inf, np.inf, 30.0])

@@ -64,14 +64,16 @@ def test_speeds_at_initialisation_has_one_row_per_seed(batch):
     table = speeds_at_initialisation(SIZES, *batch, seeds=range(5))
     assert table.shape == (5, 3)
     for seed, row in zip(range(5), table):
-        np.testing.assert_array_equal(row, learning_speeds(Network(SIZES, seed=seed, dtype=np.float64), *batch))
+        np.testing.assert_array_equal(row,
+                                      learning_speeds(Network(SIZES, seed=seed, dtype=np.float64), *batch))
     assert len({tuple(row) for row in table}) == 5              # every seed a different network
 
 
 def test_speeds_at_initialisation_accepts_a_list_of_seeds_and_a_dtype(batch):
     table = speeds_at_initialisation(SIZES, *batch, seeds=[3, 1], dtype=np.float32)
     assert table.shape == (2, 3)
-    np.testing.assert_allclose(table[1], learning_speeds(Network(SIZES, seed=1, dtype=np.float64), *batch), rtol=1e-4)
+    np.testing.assert_allclose(table[1], learning_speeds(Network(SIZES, seed=1, dtype=np.float64), *batch),
+                               rtol=1e-4)
 
 
 @pytest.mark.parametrize("seeds", [range(0), []])
@@ -107,7 +109,8 @@ def test_measurements_of_something_that_is_not_a_network_are_refused(function, b
 
 
 def test_speeds_of_refuses_what_backprop_did_not_return():
-    with pytest.raises(TypeError, match=r"grads must be the Gradients that Network.backprop returns, got list"):
+    with pytest.raises(TypeError,
+                       match=r"grads must be the Gradients that Network.backprop returns, got list"):
         speeds_of([np.zeros(3)])
     with pytest.raises(TypeError, match=r"include_output must be True or False, got 1"):
         speeds_of(Network(SIZES).backprop(np.zeros((1, SIZES[0])), np.zeros(1, int)), include_output=1)

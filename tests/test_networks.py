@@ -109,7 +109,8 @@ def test_backprop_matches_the_per_example_reference(data):
     grads = net.backprop(x, labels)
     per_example = [ref.backprop_one(net.weights, net.biases, xi, li) for xi, li in zip(x, labels)]
     for l in range(2):
-        np.testing.assert_allclose(grads.weights[l], np.mean([g[0][l] for g in per_example], axis=0), rtol=1e-12)
+        np.testing.assert_allclose(grads.weights[l], np.mean([g[0][l] for g in per_example], axis=0),
+                                   rtol=1e-12)
         np.testing.assert_allclose(grads.deltas[l], np.array([g[1][l] for g in per_example]), rtol=1e-12)
 
 
@@ -129,7 +130,8 @@ def test_init_draws_biases_first_then_weights(dtype):
     sizes = [5, 4, 3]
     rng = np.random.default_rng(7)
     biases = [rng.standard_normal(n) for n in sizes[1:]]
-    weights = [rng.standard_normal((n_out, n_in)) / np.sqrt(n_in) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    weights = [rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
+               for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     net = Network(sizes, seed=7, dtype=dtype)
     for mine, theirs in zip(net.biases + net.weights, biases + weights):
         assert mine.dtype == dtype
@@ -209,7 +211,8 @@ def test_apply_gradients_is_network2s_rule(data):
     eta, lmbda, n = 0.3, 2.0, 50
     net.apply_gradients(grads, eta, lmbda, n)
     for l in range(2):
-        np.testing.assert_allclose(net.weights[l], (1 - eta * lmbda / n) * before.weights[l] - eta * grads.weights[l],
+        np.testing.assert_allclose(net.weights[l],
+                                   (1 - eta * lmbda / n) * before.weights[l] - eta * grads.weights[l],
                                    rtol=1e-14)
         np.testing.assert_allclose(net.biases[l], before.biases[l] - eta * grads.biases[l], rtol=1e-14)
 
@@ -298,7 +301,8 @@ def test_bad_dtype_is_refused(dtype):
 
 @pytest.mark.parametrize("x, error, message", [
     (np.zeros((2, 3)), ValueError, r"inputs have 3 columns but the first layer has 4 neurons"),
-    (np.zeros(4), ValueError, r"inputs must be a 2-D batch of shape \(n, 4\); for one example use x\[None, :\]"),
+    (np.zeros(4), ValueError,
+     r"inputs must be a 2-D batch of shape \(n, 4\); for one example use x\[None, :\]"),
     (np.zeros(5), ValueError, r"inputs must be a 2-D batch of shape \(n, 4\), got shape \(5,\)"),
     (np.zeros((2, 2, 4)), ValueError, r"inputs must be a 2-D batch of shape \(n, 4\), got shape \(2, 2, 4\)"),
     (np.zeros((0, 4)), ValueError, r"inputs are empty"),
@@ -323,7 +327,8 @@ def test_bad_inputs_are_refused(method, x, error, message):
      r"labels must lie in \[0, 2\] for a network with 3 outputs, got values from 0 to 3"),
     (np.array([0, -1, 2]), ValueError, r"labels must lie in \[0, 2\]"),
     (np.array([0.0, 1.0, 2.0]), TypeError, r"labels must be integers \(class indices\), got dtype float64"),
-    (np.array([[0], [1], [2]]), ValueError, r"labels must be a 1-D array of class indices, got shape \(3, 1\)"),
+    (np.array([[0], [1], [2]]), ValueError,
+     r"labels must be a 1-D array of class indices, got shape \(3, 1\)"),
     (np.array([0, 1]), ValueError, r"got 3 inputs but 2 labels"),
     (np.array([1]), ValueError, r"got 3 inputs but 1 labels"),      # would broadcast silently
     (np.array([0, 1, 2, 0]), ValueError, r"got 3 inputs but 4 labels"),
@@ -375,7 +380,8 @@ def test_a_diverged_network_has_a_nan_cost_not_zero(data):
     assert not net.is_finite()
 
 
-@pytest.mark.parametrize("a", [[[1.5, 0.2]], [[0.5, -0.1]], [[np.inf, 0.5]]], ids=["above 1", "below 0", "inf"])
+@pytest.mark.parametrize("a", [[[1.5, 0.2]], [[0.5, -0.1]], [[np.inf, 0.5]]],
+                         ids=["above 1", "below 0", "inf"])
 def test_outputs_outside_0_1_are_refused_not_counted_as_zero(a):
     net = float64_net([3, 2])
     with pytest.raises(ValueError, match=r"a must be output activations, numbers in \[0, 1\]"):
@@ -473,12 +479,14 @@ def test_apply_gradients_refuses_gradients_of_another_network(data):
     x, labels = data(3, 4, 2)
     grads = other.backprop(x, labels)
     with pytest.raises(ValueError,
-                       match=r"grads.weights\[0\] has shape \(5, 4\), but layer 0's weights have shape \(3, 4\)"):
+                       match=r"grads.weights\[0\] has shape \(5, 4\), but layer 0's weights have shape "
+                             r"\(3, 4\)"):
         net.apply_gradients(grads, 0.1, 0.0, 3)
     deeper = float64_net([4, 3, 3, 2]).backprop(x, labels)
     with pytest.raises(ValueError, match=r"grads.weights must hold one array per layer \(2\)"):
         net.apply_gradients(deeper, 0.1, 0.0, 3)
-    with pytest.raises(TypeError, match=r"grads must be the Gradients that Network.backprop returns, got list"):
+    with pytest.raises(TypeError,
+                       match=r"grads must be the Gradients that Network.backprop returns, got list"):
         net.apply_gradients([np.zeros((3, 4))], 0.1, 0.0, 3)
 
 
@@ -488,7 +496,8 @@ def test_apply_gradients_refuses_nan_gradients_and_leaves_the_network_alone(data
     grads = net.backprop(x, labels)
     grads.biases[1][0] = np.nan
     before = net.copy()
-    with pytest.raises(ValueError, match=r"grads.biases\[1\] contains NaN or infinity: the network has diverged"):
+    with pytest.raises(ValueError,
+                       match=r"grads.biases\[1\] contains NaN or infinity: the network has diverged"):
         net.apply_gradients(grads, 0.1, 0.0, 3)
     for p, q in zip(net.weights + net.biases, before.weights + before.biases):
         np.testing.assert_array_equal(p, q)
@@ -507,7 +516,8 @@ def test_bad_seeds_are_refused_naming_seed(seed, error, message):
 
 
 def test_numpy_integer_seeds_and_none_are_accepted():
-    np.testing.assert_array_equal(Network([3, 2], seed=np.int64(4)).weights[0], Network([3, 2], seed=4).weights[0])
+    np.testing.assert_array_equal(Network([3, 2], seed=np.int64(4)).weights[0],
+                                  Network([3, 2], seed=4).weights[0])
     assert Network([3, 2], seed=None).is_finite()
 
 

@@ -240,7 +240,8 @@ class TupleAct(nn.Module):
 
 @pytest.mark.parametrize("model, kwargs, error, message", [
     ("not a model", {}, TypeError, "model must be a torch.nn.Module"),
-    (FunctionalNet(), {}, ValueError, "found no layer to probe in FunctionalNet.*torch.relu cannot be hooked"),
+    (FunctionalNet(), {}, ValueError,
+     "found no layer to probe in FunctionalNet.*torch.relu cannot be hooked"),
     (nn.Sequential(nn.ReLU(), nn.Tanh()), {}, ValueError, "found no layer to probe"),
     (known_relu_model(), {"every": 0}, ValueError, "every must be at least 1"),
     (known_relu_model(), {"every": 1.5}, TypeError, "every must be a positive integer"),
@@ -248,8 +249,10 @@ class TupleAct(nn.Module):
     (known_relu_model(), {"rank_rows": 0}, ValueError, "rank_rows must be at least 1"),
     (known_relu_model(), {"layers": "0"}, TypeError, "layers must be a dict or list"),
     (known_relu_model(), {"layers": []}, ValueError, "layers is empty"),
-    (known_relu_model(), {"layers": [nn.ReLU()]}, TypeError, r"must be a \(weight module, activation module\) pair"),
-    (known_relu_model(), {"layers": [(nn.ReLU(), None)]}, TypeError, "must be a module with a weight parameter"),
+    (known_relu_model(), {"layers": [nn.ReLU()]}, TypeError,
+     r"must be a \(weight module, activation module\) pair"),
+    (known_relu_model(), {"layers": [(nn.ReLU(), None)]}, TypeError,
+     "must be a module with a weight parameter"),
     (known_relu_model(), {"layers": [(nn.Linear(2, 2), nn.ReLU())]}, ValueError, "is not part of the model"),
     (known_relu_model(), {"layers": {"x": (nn.Linear(2, 2), "relu")}}, TypeError, "must be a module or None"),
 ])
@@ -352,13 +355,15 @@ class SharedAct(nn.Module):
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
-@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (3, 4, 4, 4)], ids=["layers of different widths", "equal widths"])
+@pytest.mark.parametrize("widths", [(3, 5, 4, 2), (3, 4, 4, 4)],
+                         ids=["layers of different widths", "equal widths"])
 def test_a_shared_activation_found_by_itself_is_refused_saying_how_to_pass_layers(widths):
     torch.manual_seed(0)
     model = SharedAct(widths)
     probe = Probe(model)
-    with pytest.raises(ValueError, match=r"the activation module 'act' ran after 'fc1', but the probe pairs it only "
-                                         r"with 'fc3'.*Probe\(model, layers=\{\"fc1\": \(model.fc1, model.act\)"):
+    with pytest.raises(ValueError,
+                       match=r"the activation module 'act' ran after 'fc1', but the probe pairs it only "
+                             r"with 'fc3'.*Probe\(model, layers=\{\"fc1\": \(model.fc1, model.act\)"):
         with probe.step():
             model(torch.randn(6, widths[0])).sum().backward()
     assert all_hooks(model) == 0 and len(probe.history().steps) == 0

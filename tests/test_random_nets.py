@@ -12,7 +12,8 @@ def test_random_weights_gaussian_and_orthogonal():
     g = rn.random_weights(2, 3, 8, init="gaussian", scale=2.0, seed=0, device=CPU)
     assert g.shape == (2, 3, 8, 8) and g.dtype == torch.float64
     o = rn.random_weights(2, 3, 8, init="orthogonal", scale=2.0, seed=0, device=CPU)
-    torch.testing.assert_close(o @ o.transpose(-1, -2), 4 * torch.eye(8, dtype=torch.float64).expand(2, 3, 8, 8))
+    torch.testing.assert_close(o @ o.transpose(-1, -2),
+                               4 * torch.eye(8, dtype=torch.float64).expand(2, 3, 8, 8))
 
 
 @pytest.mark.parametrize("nonlinearity", ["linear", "tanh", "relu"])
@@ -38,7 +39,8 @@ def test_effective_dimensions_match_the_participation_ratio():
     assert d.shape == (2, 4)
     want = [[degeneracy.participation_ratio(h[r].numpy()) for h in hs] for r in range(2)]
     np.testing.assert_allclose(d, want, rtol=1e-9)
-    zero = rn.representations(torch.zeros(1, 1, 6, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64))
+    zero = rn.representations(torch.zeros(1, 1, 6, 6, dtype=torch.float64),
+                              torch.randn(5, 6, dtype=torch.float64))
     assert rn.effective_dimensions(zero)[0, 1] == 0.0
     with pytest.raises(TypeError, match="hidden must be a non-empty list of tensors"):
         rn.effective_dimensions([])
@@ -99,7 +101,8 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
             s = np.linalg.svd(np.stack(cols, axis=1), compute_uv=False)
             assert w.jacobian_ratio[k][i] == pytest.approx(s[1] / s[0], rel=1e-5, abs=1e-9)
     # the same seed gives the same warp
-    np.testing.assert_array_equal(rn.warp(pts, 3, hidden=20, residual=residual, seed=5).points[-1], w.points[-1])
+    np.testing.assert_array_equal(rn.warp(pts, 3, hidden=20, residual=residual, seed=5).points[-1],
+                                  w.points[-1])
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -116,7 +119,8 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
      r"at must be a list of depths such as \(1, 2\), got 2"),
     (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(1.0,)), TypeError,
      r"every depth in at must be a positive integer"),
-    (lambda: rn.warp(np.zeros((3, 2)), 2, seed=-1), ValueError, r"seed must be an integer from 0 to 2\*\*64 - 1"),
+    (lambda: rn.warp(np.zeros((3, 2)), 2, seed=-1), ValueError,
+     r"seed must be an integer from 0 to 2\*\*64 - 1"),
     (lambda: rn.warp(np.zeros((3, 2)), 2, residual=1), TypeError, r"residual must be True or False"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), nonlinearity="sigmoid"),
      ValueError, "nonlinearity must be one of"),
@@ -124,14 +128,16 @@ def test_warp_positions_and_jacobian_ratio_against_finite_differences(residual):
      ValueError, "normalise must be one of"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 3)), ValueError,
      "x must have shape \\(batch, 4\\)"),
-    (lambda: rn.representations(torch.zeros(1, 1, 4, 4), np.zeros((2, 4))), TypeError, "x must be a torch tensor"),
+    (lambda: rn.representations(torch.zeros(1, 1, 4, 4), np.zeros((2, 4))), TypeError,
+     "x must be a torch tensor"),
     (lambda: rn.representations(torch.zeros(1, 1, 4, 4), torch.zeros(2, 4), biases=torch.zeros(4)),
      ValueError, "biases must be a tensor of shape \\(1, 1, 4\\)"),
     (lambda: rn.jacobians(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4), at=(3,)), ValueError,
      "at must list depths between 1 and 2"),
     (lambda: rn.warp(np.zeros((3, 3)), 2), ValueError, "points must be a finite array of shape \\(N, 2\\)"),
     (lambda: rn.warp(np.zeros((3, 2)), 0), ValueError, "depth must be at least 1"),
-    (lambda: rn.warp(np.zeros((3, 2)), 2, weight_scale=-1), ValueError, "weight_scale must be a finite non-negative"),
+    (lambda: rn.warp(np.zeros((3, 2)), 2, weight_scale=-1), ValueError,
+     "weight_scale must be a finite non-negative"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):
@@ -166,12 +172,14 @@ def test_deep_gp_jacobians_are_products_of_gaussian_matrices_of_the_stated_varia
     u = torch.tensor([1.0, 2.0, 0.0, -1.0], dtype=torch.float64)
     for l in (1, 2, 3):
         assert (deep[l] @ u).pow(2).sum(-1).mean().item() == pytest.approx(6.0, rel=0.05)
-    # input-connected with variance 1/(2 dim): E||J||_F^2 obeys m_l = (m_{l-1} + dim) / 2 from m_0 = dim: it stays dim
+    # input-connected with variance 1/(2 dim): E||J||_F^2 obeys m_l = (m_{l-1} + dim) / 2 from m_0 = dim:
+    # it stays dim
     ic = rn.deep_gp_jacobians(40_000, 6, 4, input_connected=True, at=(1, 6), seed=2)
     for l in (1, 6):
         assert ic[l].pow(2).sum((1, 2)).mean().item() == pytest.approx(4.0, rel=0.05)
     # the same seed draws the same matrices
-    torch.testing.assert_close(rn.deep_gp_jacobians(3, 2, 4, seed=5)[2], rn.deep_gp_jacobians(3, 2, 4, seed=5)[2])
+    torch.testing.assert_close(rn.deep_gp_jacobians(3, 2, 4, seed=5)[2],
+                               rn.deep_gp_jacobians(3, 2, 4, seed=5)[2])
 
 
 def test_input_connected_jacobians_follow_duvenauds_recurrence():
@@ -189,7 +197,8 @@ def test_input_connected_jacobians_follow_duvenauds_recurrence():
     (lambda: rn.deep_gp_jacobians(2, 3, 4, at=(4,), seed=0), ValueError,
      r"every depth in at must be an integer from 1 to 3"),
     (lambda: rn.deep_gp_jacobians(2, 3, 4, at=4, seed=0), TypeError, r"at must be a list of depths"),
-    (lambda: rn.deep_gp_jacobians(2, 3, 4, variance=0.0, seed=0), ValueError, r"variance must be a finite positive"),
+    (lambda: rn.deep_gp_jacobians(2, 3, 4, variance=0.0, seed=0), ValueError,
+     r"variance must be a finite positive"),
     (lambda: rn.deep_gp_jacobians(2, 3, 4, input_connected=1, seed=0), TypeError,
      r"input_connected must be True or False"),
 ])
@@ -224,7 +233,8 @@ def test_rectifier_gradients_match_autograd_with_the_normalisation_held_fixed(re
         outputs.append(h @ readouts[:, l + 1, :, None])
     for l, y in enumerate(outputs):
         for r in range(runs):
-            (grad,) = torch.autograd.grad(y[r].sum(), xt, retain_graph=True)   # each output depends on its own x only
+            # each output depends on its own x only
+            (grad,) = torch.autograd.grad(y[r].sum(), xt, retain_graph=True)
             np.testing.assert_allclose(ours[r, l], grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -264,7 +274,8 @@ def test_gradient_correlation_of_noises_with_known_answers():
                                     torch.zeros(1, 2, 3, dtype=torch.float64)),
      ValueError, r"weights \(runs, L - 1, n, n\)"),
     (lambda: rn.rectifier_gradients(np.linspace(0, 1, 5), np.zeros((1, 1, 3)), torch.zeros(1, 0, 3, 3),
-                                    torch.zeros(1, 1, 3)), TypeError, r"first must be a floating-point torch tensor"),
+                                    torch.zeros(1, 1, 3)), TypeError,
+     r"first must be a floating-point torch tensor"),
 ])
 def test_shattering_functions_refuse_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):

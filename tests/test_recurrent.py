@@ -195,7 +195,8 @@ def test_mse_refuses_targets_that_would_broadcast_to_a_matrix():
         expected = float(((model(x) - y) ** 2).mean())
     assert recurrent.mse(model, x, y) == pytest.approx(expected)
     for bad in (y[:, None], y[:4], y.long()):
-        with pytest.raises((ValueError, TypeError), match=r"y (one target per sequence|must hold floating-point)"):
+        with pytest.raises((ValueError, TypeError),
+                           match=r"y (one target per sequence|must hold floating-point)"):
             recurrent.mse(model, x, bad)
     with pytest.raises(ValueError, match=r"x must have shape \(sequences, steps, 2\)"):
         recurrent.input_gradients(model, x[..., :1], y)
@@ -207,7 +208,8 @@ def test_a_model_whose_output_would_broadcast_is_refused():
             return x[:, -1, :1]                  # (n, 1): would broadcast against y of shape (n,)
 
     x, y = recurrent.adding_problem(6, 4, torch.Generator().manual_seed(1), torch.device("cpu"))
-    with pytest.raises(ValueError, match=r"the model must return one number per sequence, shape \(6,\), got \(6, 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"the model must return one number per sequence, shape \(6,\), got \(6, 1\)"):
         recurrent.mse(Column(), x, y)
 
 
@@ -219,7 +221,8 @@ def test_adding_problem_refuses_bad_devices_and_sizes_too_large():
 
 
 def test_but_names_an_unknown_setting():
-    with pytest.raises(TypeError, match=r"a recurrent.Config has no setting 'lenght'; its settings are kind, length"):
+    with pytest.raises(TypeError,
+                       match=r"a recurrent.Config has no setting 'lenght'; its settings are kind, length"):
         Config().but(lenght=3)
 
 
@@ -229,15 +232,18 @@ def test_one_unit_gradient_matches_finite_differences():
     b = np.array([-2.5, 0.3, -4.0, 1.0, -6.0])
     loss, dw, db = recurrent.one_unit(w, b, steps=30)
     eps = 1e-6
-    fw = (recurrent.one_unit(w + eps, b, steps=30)[0] - recurrent.one_unit(w - eps, b, steps=30)[0]) / (2 * eps)
-    fb = (recurrent.one_unit(w, b + eps, steps=30)[0] - recurrent.one_unit(w, b - eps, steps=30)[0]) / (2 * eps)
+    fw = (recurrent.one_unit(w + eps, b, steps=30)[0]
+          - recurrent.one_unit(w - eps, b, steps=30)[0]) / (2 * eps)
+    fb = (recurrent.one_unit(w, b + eps, steps=30)[0]
+          - recurrent.one_unit(w, b - eps, steps=30)[0]) / (2 * eps)
     np.testing.assert_allclose(dw, fw, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(db, fb, rtol=1e-5, atol=1e-7)
     assert loss.shape == (5,)
 
 
 def test_one_unit_with_no_recurrence_is_its_bias():
-    # w = 0: x_T = b, so L = (b - 0.7)^2, dL/db = 2 (b - 0.7), dL/dw = 2 (b - 0.7) sigmoid(x_{T-1}) = ... sigmoid(b)
+    # w = 0: x_T = b, so L = (b - 0.7)^2, dL/db = 2 (b - 0.7),
+    # dL/dw = 2 (b - 0.7) sigmoid(x_{T-1}) = ... sigmoid(b)
     b = np.array([-1.0, 0.0, 0.7, 2.0])
     loss, dw, db = recurrent.one_unit(0.0, b)
     np.testing.assert_allclose(loss, (b - 0.7) ** 2)
@@ -292,11 +298,14 @@ def test_jacobian_norms_respect_the_singular_value_bound(nonlinearity, gamma):
 @pytest.mark.parametrize("call, error, message", [
     (lambda: recurrent.jacobian_norms(np.zeros((3, 4)), 5), ValueError, "W must be a square matrix"),
     (lambda: recurrent.jacobian_norms(np.zeros(3), 5), ValueError, "W must be a 2-D array"),
-    (lambda: recurrent.jacobian_norms(np.eye(3), 5, nonlinearity="relu"), ValueError, "nonlinearity must be one of"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, nonlinearity="relu"), ValueError,
+     "nonlinearity must be one of"),
     (lambda: recurrent.jacobian_norms(np.eye(3), 5, inputs=np.zeros((4, 3))), ValueError,
      r"inputs must have shape \(steps, n\)"),
-    (lambda: recurrent.jacobian_norms(np.eye(3), 5, x0=np.zeros(2)), ValueError, r"x0 must have shape \(3,\)"),
-    (lambda: recurrent.scaled_matrix(4, 0.0, 0), ValueError, "top_singular_value must be a finite positive number"),
+    (lambda: recurrent.jacobian_norms(np.eye(3), 5, x0=np.zeros(2)), ValueError,
+     r"x0 must have shape \(3,\)"),
+    (lambda: recurrent.scaled_matrix(4, 0.0, 0), ValueError,
+     "top_singular_value must be a finite positive number"),
     (lambda: recurrent.scaled_matrix(4, 1.0, -1), ValueError, "seed"),
 ])
 def test_jacobian_norm_errors(call, error, message):

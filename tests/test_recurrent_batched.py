@@ -74,7 +74,8 @@ def test_a_diverging_network_leaves_the_batch_and_is_scored_as_it_is():
     alone = recurrent.train(wild, 1, on=CPU)
     assert len(runs[1].losses) == len(alone.losses) < 30 and not np.isfinite(runs[1].losses[-1])
     assert len(runs[0].losses) == 30 and len(runs[2].losses) == 30
-    np.testing.assert_allclose(runs[2].losses, train_many([base.but(lr=0.05)], [2], on=CPU)[0].losses, rtol=1e-5)
+    np.testing.assert_allclose(runs[2].losses, train_many([base.but(lr=0.05)], [2], on=CPU)[0].losses,
+                               rtol=1e-5)
 
 
 def test_identity_initialisation_and_forget_bias():
@@ -103,7 +104,8 @@ def test_config_refuses_options_that_do_not_apply(changes, message):
     (lambda: train_many([], []), TypeError, "configs must be a non-empty list"),
     (lambda: train_many([R(), 3], [0, 1]), TypeError, r"configs\[1\] must be a recurrent.Config"),
     (lambda: train_many([R()], [0, 1]), ValueError, "one entry per network"),
-    (lambda: train_many([R(), R(length=20)], [0, 1]), ValueError, "must share kind, length, hidden, steps, batch"),
+    (lambda: train_many([R(), R(length=20)], [0, 1]), ValueError,
+     "must share kind, length, hidden, steps, batch"),
     (lambda: shape_of(3), TypeError, "config must be a recurrent.Config"),
 ])
 def test_errors(call, error, message):
@@ -112,7 +114,8 @@ def test_errors(call, error, message):
 
 
 def test_jobs_group_by_shape_and_split_a_group_too_large_for_one_worker():
-    todo = [(R(kind="lstm", length=50), s) for s in range(6)] + [(R(kind="rnn", length=20), s) for s in range(3)]
+    todo = ([(R(kind="lstm", length=50), s) for s in range(6)]
+            + [(R(kind="rnn", length=20), s) for s in range(3)])
     jobs = recurrent._jobs(todo, 2)
     assert sorted(len(j) for j in jobs) == [3, 3, 3]
     assert all(len({shape_of(c) for c, _ in j}) == 1 for j in jobs)

@@ -28,8 +28,10 @@ def build(tmp_path: Path, extensions: list[str], **overrides: object) -> str:
     import sys
     sys.path.insert(0, str(src))
     try:
-        app = sphinx_application.Sphinx(str(src), str(src), str(tmp_path / "out"), str(tmp_path / "doctrees"), "html",
-                                        confoverrides={"extensions": ["late_script", *extensions], **overrides},
+        app = sphinx_application.Sphinx(str(src), str(src), str(tmp_path / "out"),
+                                        str(tmp_path / "doctrees"), "html",
+                                        confoverrides={"extensions": ["late_script", *extensions],
+                                                       **overrides},
                                         status=None, warning=None, freshenv=True)
         app.build()
     finally:

@@ -34,8 +34,8 @@ def test_init_bounds_and_spreads():
     assert stacked.init_bound("standard", 100, 10) == pytest.approx(0.1)
     assert stacked.init_bound("normalised", 100, 50) == pytest.approx(math.sqrt(6 / 150))
     assert stacked.init_bound("gaussian", 100, 50, scale=4.0) == pytest.approx(0.4)
-    net = stacked.StackedMLP([400, 300, 10], ["standard", "normalised", "gaussian"], [0, 0, 0], scales=[1, 1, 2],
-                             device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([400, 300, 10], ["standard", "normalised", "gaussian"], [0, 0, 0],
+                             scales=[1, 1, 2], device=CPU, dtype=torch.float64)
     w = net.weights[0]
     assert w[0].abs().max() <= 1 / 20 and w[0].std().item() == pytest.approx(1 / 20 / math.sqrt(3), rel=0.02)
     bound = math.sqrt(6 / 700)
@@ -55,7 +55,8 @@ def test_same_seed_same_network_different_seed_different_network():
 
 # --- forward pass and cost --------------------------------------------------------------------------------
 def test_stacked_forward_equals_each_network_alone():
-    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised"], [1, 2], device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised"], [1, 2], device=CPU,
+                             dtype=torch.float64)
     x = torch.tensor(small_data()[0][:8], dtype=torch.float64)
     scores, hidden = net.forward(x)
     assert scores.shape == (2, 8, 3) and [h.shape for h in hidden] == [(2, 8, 7), (2, 8, 6)]
@@ -65,7 +66,8 @@ def test_stacked_forward_equals_each_network_alone():
 
 
 def test_losses_are_mean_cross_entropy_per_network():
-    net = stacked.StackedMLP([5, 4, 3], ["gaussian"] * 2, [0, 1], scales=[3.0, 0.5], device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([5, 4, 3], ["gaussian"] * 2, [0, 1], scales=[3.0, 0.5], device=CPU,
+                             dtype=torch.float64)
     x, y = small_data(n=10)
     xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
     scores, _ = net.forward(xt)
@@ -85,7 +87,8 @@ def test_momentum_update_matches_a_hand_written_one():
     for step in range(3):                                     # three steps on mini-batches of 5, by hand
         batch = order[step * 5:(step + 1) * 5]
         ws, bs = params[:2], params[2:]
-        loss = torch.nn.functional.cross_entropy(reference_forward(ws, [b[0] for b in bs], xt[batch]), yt[batch])
+        loss = torch.nn.functional.cross_entropy(reference_forward(ws, [b[0] for b in bs], xt[batch]),
+                                                 yt[batch])
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             for p, v, g in zip(params, velocity, grads):
@@ -101,7 +104,8 @@ def test_stacked_networks_train_independently():
     together = stacked.StackedMLP([5, 6, 3], ["standard", "gaussian"], [0, 1], scales=[1, 2], device=CPU,
                                   dtype=torch.float64)
     stacked.train(together, x, y, steps=6, batch_size=8, eta=[0.3, 0.1], momentum=[0.0, 0.5], progress=False)
-    for s, (init, seed, scale, eta, mu) in enumerate([("standard", 0, 1, 0.3, 0.0), ("gaussian", 1, 2, 0.1, 0.5)]):
+    for s, (init, seed, scale, eta, mu) in enumerate([("standard", 0, 1, 0.3, 0.0),
+                                                      ("gaussian", 1, 2, 0.1, 0.5)]):
         alone = stacked.StackedMLP([5, 6, 3], [init], [seed], scales=[scale], device=CPU, dtype=torch.float64)
         stacked.train(alone, x, y, steps=6, batch_size=8, eta=eta, momentum=mu, progress=False)
         for a, b in zip(together.parameters(), alone.parameters()):
@@ -122,8 +126,8 @@ def test_training_reduces_the_cost_and_records_when_asked():
 
 
 def test_gradients_are_autograds():
-    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised", "gaussian"], [1, 2, 3], scales=[1, 1, 3],
-                             device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised", "gaussian"], [1, 2, 3],
+                             scales=[1, 1, 3], device=CPU, dtype=torch.float64)
     x, y = small_data(n=9)
     xt = torch.tensor(x, dtype=torch.float64).expand(3, -1, -1)
     yt = torch.tensor(y).expand(3, -1)
@@ -142,7 +146,8 @@ def test_gradients_are_autograds():
 
 
 def test_probe_statistics_are_the_direct_ones():
-    net = stacked.StackedMLP([5, 7, 4, 3], ["gaussian"] * 2, [0, 1], scales=[2.0, 0.5], device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([5, 7, 4, 3], ["gaussian"] * 2, [0, 1], scales=[2.0, 0.5], device=CPU,
+                             dtype=torch.float64)
     x, y = small_data(n=30)
     xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
     stats = stacked.measure(net, xt, yt)
@@ -160,8 +165,9 @@ def test_the_result_of_train_does_not_depend_on_the_number_of_workers():
     for workers in (1, 2, 3):
         net = stacked.StackedMLP([5, 6, 4, 3], ["standard", "normalised", "gaussian"], [0, 1, 2], device=CPU,
                                  dtype=torch.float64)
-        record = stacked.train(net, x, y, steps=12, batch_size=5, eta=[0.3, 0.2, 0.1], momentum=[0.0, 0.9, 0.5],
-                               probe_data=(x, y), record_every=4, workers=workers, progress=False)
+        record = stacked.train(net, x, y, steps=12, batch_size=5, eta=[0.3, 0.2, 0.1],
+                               momentum=[0.0, 0.9, 0.5], probe_data=(x, y), record_every=4, workers=workers,
+                               progress=False)
         runs.append((net, record.arrays()))
     for net, arrays in runs[1:]:          # the same run, to rounding (a batched product of a different
         for a, b in zip(net.parameters(), runs[0][0].parameters()):          # number of matrices may add up
@@ -214,7 +220,8 @@ def test_bad_inputs_are_refused():
         (lambda: net.losses(torch.zeros(2, 3), torch.zeros(2)), TypeError, "labels must be a torch int64"),
         (lambda: net.losses(torch.zeros(2, 3), torch.zeros(3, dtype=torch.int64)), ValueError,
          "labels must have shape"),
-        (lambda: stacked.train(net, x, y, steps=0, batch_size=2, eta=0.1), ValueError, "steps must be at least 1"),
+        (lambda: stacked.train(net, x, y, steps=0, batch_size=2, eta=0.1), ValueError,
+         "steps must be at least 1"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2.0, eta=0.1), TypeError,
          "batch_size must be a positive"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=[0.1]), TypeError, "list of 2 numbers"),
@@ -223,17 +230,24 @@ def test_bad_inputs_are_refused():
          "momentum must be below 1"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, record_every=1), ValueError,
          "needs probe_data"),
-        (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, record_every=-1), ValueError, "record_every"),
+        (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, record_every=-1), ValueError,
+         "record_every"),
         (lambda: stacked.train(net, x, y, steps=1, batch_size=2, eta=0.1, workers=0), ValueError,
          "workers must be an integer from 1 to 64"),
         (lambda: stacked.gradients("net", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)), TypeError,
          "stack must be"),
-        (lambda: stacked.train(net, x[:, :2], y, steps=1, batch_size=2, eta=0.1), ValueError, "images must have shape"),
-        (lambda: stacked.train(net, x, y[:3], steps=1, batch_size=2, eta=0.1), ValueError, "labels must have shape"),
-        (lambda: stacked.train(net, x, y + 5, steps=1, batch_size=2, eta=0.1), ValueError, "labels must lie in"),
-        (lambda: stacked.train(net, x, y * 1.0, steps=1, batch_size=2, eta=0.1), TypeError, "labels must be integers"),
-        (lambda: stacked.train(net, x * np.nan, y, steps=1, batch_size=2, eta=0.1), ValueError, "NaN or infinity"),
-        (lambda: stacked.train(net, x.astype(str), y, steps=1, batch_size=2, eta=0.1), TypeError, "numeric array"),
+        (lambda: stacked.train(net, x[:, :2], y, steps=1, batch_size=2, eta=0.1), ValueError,
+         "images must have shape"),
+        (lambda: stacked.train(net, x, y[:3], steps=1, batch_size=2, eta=0.1), ValueError,
+         "labels must have shape"),
+        (lambda: stacked.train(net, x, y + 5, steps=1, batch_size=2, eta=0.1), ValueError,
+         "labels must lie in"),
+        (lambda: stacked.train(net, x, y * 1.0, steps=1, batch_size=2, eta=0.1), TypeError,
+         "labels must be integers"),
+        (lambda: stacked.train(net, x * np.nan, y, steps=1, batch_size=2, eta=0.1), ValueError,
+         "NaN or infinity"),
+        (lambda: stacked.train(net, x.astype(str), y, steps=1, batch_size=2, eta=0.1), TypeError,
+         "numeric array"),
         # issue 11
         (lambda: stacked.train("net", x, y, steps=1, batch_size=2, eta=0.1), TypeError,
          "stack must be an nblib.stacked.StackedMLP"),

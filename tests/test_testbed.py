@@ -30,7 +30,8 @@ SMALL = Config(depth=3, width=8, steps=12, batch_size=10)
     ({"width": 2.5}, TypeError, "width must be a positive integer"),
     ({"steps": True}, TypeError, "steps must be a positive integer"),
     ({"aux_every": -1}, ValueError, "aux_every must be at least 0"),
-    ({"activation": "swish"}, ValueError, "activation must be one of 'sigmoid', 'tanh', 'relu', 'leaky_relu'"),
+    ({"activation": "swish"}, ValueError,
+     "activation must be one of 'sigmoid', 'tanh', 'relu', 'leaky_relu'"),
     ({"init": "lecun"}, ValueError, "init must be one of 'normal', 'xavier', 'he', 'orthogonal'"),
     ({"optimiser": "rmsprop"}, ValueError, "optimiser must be one of 'sgd', 'momentum', 'adam'"),
     ({"batch_norm": 1}, TypeError, "batch_norm must be True or False"),
@@ -161,7 +162,8 @@ def test_measured_moments_of_a_wide_relu_network_match_the_prediction():
         model(x).logsumexp(1).mean().backward()
     h = probe.history()
     measured = h["act_std"][0] ** 2 + h["act_mean"][0] ** 2
-    forward, backward = initialisation.predicted_moments("he", "relu", 4, 400, float((x ** 2).sum(1).mean()), n_in=50)
+    forward, backward = initialisation.predicted_moments("he", "relu", 4, 400, float((x ** 2).sum(1).mean()),
+                                                         n_in=50)
     np.testing.assert_allclose(measured, forward, rtol=0.15)
     grads = h["act_grad_rms"][0] ** 2
     np.testing.assert_allclose(grads / grads[-1], backward, rtol=0.25)
@@ -187,7 +189,8 @@ def test_clip_by_norm_follows_the_formula_and_matches_torch():
     a, b = torch.zeros(3, requires_grad=True), torch.zeros(4, requires_grad=True)
     a.grad, b.grad = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0, 0.0])
     assert testbed.clip_by_norm([a, b], 1.0) == pytest.approx(5.0)
-    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0, 0.0])) and torch.allclose(b.grad[1], torch.tensor(0.8))
+    assert (torch.allclose(a.grad, torch.tensor([0.6, 0.0, 0.0]))
+            and torch.allclose(b.grad[1], torch.tensor(0.8)))
     assert testbed.clip_by_norm([a, b], 2.0) == pytest.approx(1.0)          # below the threshold: untouched
     assert torch.allclose(a.grad, torch.tensor([0.6, 0.0, 0.0]))
     torch.manual_seed(0)
@@ -244,7 +247,8 @@ def test_training_returns_plain_numbers_and_is_repeatable():
     assert run.accuracy == again.accuracy
     other = testbed.train(SMALL, data, seed=2, probe_every=4)
     assert not np.array_equal(run.losses, other.losses)
-    assert run.grad_ratio("start") == pytest.approx(run.probe["grad_norm"][0, 0] / run.probe["grad_norm"][0, -1])
+    assert run.grad_ratio("start") == pytest.approx(run.probe["grad_norm"][0, 0]
+                                                    / run.probe["grad_norm"][0, -1])
     assert run.grad_ratio("end", records=2) == pytest.approx(np.mean(run.probe.ratio_first_to_last()[-2:]))
     with pytest.raises(ValueError, match="when must be one of 'start', 'end', got 'middle'"):
         run.grad_ratio("middle")
@@ -303,11 +307,13 @@ def test_runner_gives_the_same_numbers_in_worker_processes():
     np.testing.assert_array_equal(parallel["b"][0].losses, alone.losses)
     np.testing.assert_array_equal(parallel["b"][0].probe["eff_rank"], alone.probe["eff_rank"])
     # and they are testbed.train's numbers, to float rounding
-    np.testing.assert_allclose(alone.losses, testbed.train(SMALL.but(init="orthogonal"), data, 3).losses, rtol=1e-5)
+    np.testing.assert_allclose(alone.losses, testbed.train(SMALL.but(init="orthogonal"), data, 3).losses,
+                               rtol=1e-5)
 
 
 def test_runner_groups_networks_of_one_shape_into_balanced_jobs():
-    todo = [(SMALL.but(activation=a), s) for a in ("tanh", "relu") for s in (0, 1, 2)] + [(SMALL.but(depth=5), 0)]
+    todo = ([(SMALL.but(activation=a), s) for a in ("tanh", "relu") for s in (0, 1, 2)]
+            + [(SMALL.but(depth=5), 0)])
     jobs = testbed._jobs(todo, 2)
     assert sorted(len(j) for j in jobs) == [1, 3, 3]
     key = lambda cs: (cs[0].activation, cs[0].depth, cs[1])  # noqa: E731
@@ -391,7 +397,8 @@ def test_grad_ratio_refuses_a_number_of_records_that_is_not_positive():
      r"y_train must hold int64 class indices \(torch.long; use y_train.long\(\)\), got torch.int32"),
     (dict(y_val=lambda d: d.y_val + 10), ValueError,
      r"y_val must lie in \[0, 9\] \(DeepMLP has 10 outputs\), got values from 10"),
-    (dict(y_train=lambda d: d.y_train[:-1]), ValueError, r"y_train must have one label per image, 100, got 99"),
+    (dict(y_train=lambda d: d.y_train[:-1]), ValueError,
+     r"y_train must have one label per image, 100, got 99"),
     (dict(x_val=lambda d: d.x_val[:, :5]), ValueError, r"x_val must have shape \(n, 20\)"),
     (dict(x_train=lambda d: d.x_train.long()), TypeError, r"x_train must hold floating-point numbers"),
     (dict(x_train=lambda d: torch.full_like(d.x_train, float("nan"))), ValueError, r"x_train contains NaN"),
@@ -411,25 +418,32 @@ def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, erro
      r"x must have shape \(n, features\) with n >= 1"),
     (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val, batch=0), ValueError, r"batch must be at least 1"),
     (lambda m, d: testbed.accuracy(m, d.x_val, d.y_val[:3]), ValueError, r"y must have one label per image"),
-    (lambda m, d: testbed.accuracy("m", d.x_val, d.y_val), TypeError, r"model must be a torch.nn.Module, got str"),
-    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val.int(), [0]), TypeError, r"y must hold int64"),
-    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val, 3), TypeError, r"seeds must be a list of seeds"),
+    (lambda m, d: testbed.accuracy("m", d.x_val, d.y_val), TypeError,
+     r"model must be a torch.nn.Module, got str"),
+    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val.int(), [0]), TypeError,
+     r"y must hold int64"),
+    (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val, 3), TypeError,
+     r"seeds must be a list of seeds"),
     (lambda m, d: testbed.train(SMALL, d, 0, probe_every=0), ValueError, r"probe_every must be at least 1"),
     (lambda m, d: initialisation.predicted_moments("he", "relu", 10 ** 7, 48, 1.0), ValueError,
      r"depth must be an integer from 1 to 10000, got 10000000"),
     (lambda m, d: initialisation.predicted_moments("he", ["relu"], 3, 4, 1.0), ValueError,
      r"activation must be one of"),
-    (lambda m, d: initialisation.predicted_moments("bogus", "relu", 3, 4, 1.0), ValueError, r"scheme must be one of"),
-    (lambda m, d: initialisation.weight_variance("he", 4, 4, "swish"), ValueError, r"activation must be one of"),
+    (lambda m, d: initialisation.predicted_moments("bogus", "relu", 3, 4, 1.0), ValueError,
+     r"scheme must be one of"),
+    (lambda m, d: initialisation.weight_variance("he", 4, 4, "swish"), ValueError,
+     r"activation must be one of"),
     (lambda m, d: initialisation.initialise("m", "he"), TypeError, r"model must be a torch.nn.Module"),
     (lambda m, d: testbed.make_optimiser(SMALL, "m"), TypeError, r"model must be a torch.nn.Module"),
     (lambda m, d: testbed.clip_by_norm(3, 1.0), TypeError, r"parameters must be the model's parameters"),
     (lambda m, d: stats.finite_mean(["a"]), TypeError, r"values must hold real numbers"),
     (lambda m, d: stats.geometric_mean(None), TypeError, r"values must hold real numbers"),
     (lambda m, d: plots.short_number("1.5"), TypeError, r"x must be a real number, got '1.5'"),
-    (lambda m, d: plots.short_number(1.5, decimals=-1), ValueError, r"decimals must be an integer from 0 to 20"),
+    (lambda m, d: plots.short_number(1.5, decimals=-1), ValueError,
+     r"decimals must be an integer from 0 to 20"),
     (lambda m, d: plots.results_table([]), TypeError, r"summaries must be a non-empty dict"),
-    (lambda m, d: plots.results_table({"a": [1]}), TypeError, r"summaries\['a'\] must be a summary over seeds"),
+    (lambda m, d: plots.results_table({"a": [1]}), TypeError,
+     r"summaries\['a'\] must be a summary over seeds"),
     (lambda m, d: testbed.Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
     (lambda m, d: testbed.Block(-1, 4, "relu", False, False), ValueError, r"n_in must be at least 1, got -1"),
     (lambda m, d: testbed.Block(4, 4, "relu", 0, False), TypeError, r"batch_norm must be True or False"),
@@ -447,5 +461,6 @@ def test_the_helpers_still_accept_what_the_chapter_gives_them():
 
 
 def test_but_names_an_unknown_setting():
-    with pytest.raises(TypeError, match=r"a testbed.Config has no setting 'dpth'; its settings are depth, width"):
+    with pytest.raises(TypeError,
+                       match=r"a testbed.Config has no setting 'dpth'; its settings are depth, width"):
         SMALL.but(dpth=3)

@@ -21,10 +21,12 @@ def small_data(n=400, features=20, seed=0) -> testbed.Data:
 
 S = Config(depth=4, width=8, steps=30, batch_size=10, lr=0.05)
 VARIANTS = [S, S.but(activation="tanh", init="xavier"), S.but(batch_norm=True),
-            S.but(residual=True, residual_scale=0.5), S.but(residual=True, residual_scale=0.0, learn_scale=True),
+            S.but(residual=True, residual_scale=0.5),
+            S.but(residual=True, residual_scale=0.0, learn_scale=True),
             S.but(optimiser="adam", lr=0.01), S.but(optimiser="sgd", lr=0.1, clip=0.05), S.but(l2=0.01),
             S.but(aux_every=2), S.but(activation="sigmoid", init="xavier", batch_norm=True),
-            S.but(activation="leaky_relu", init="orthogonal", optimiser="adam", lr=0.003, l2=0.001, aux_every=1),
+            S.but(activation="leaky_relu", init="orthogonal", optimiser="adam", lr=0.003, l2=0.001,
+                  aux_every=1),
             S.but(activation="sigmoid", batch_norm=True, bn_noise=0.5)]
 
 
@@ -72,7 +74,8 @@ def test_noise_after_batch_norm_moves_training_only():
     noisy, quiet = train_many([S.but(batch_norm=True, bn_noise=1.0), S.but(batch_norm=True)], data, [0, 0])
     assert not np.array_equal(noisy.losses, quiet.losses)
     assert noisy.losses[0] != quiet.losses[0] and np.isfinite(noisy.losses).all()
-    with pytest.raises(ValueError, match="bn_noise moves batch-normalised inputs, so it needs batch_norm=True"):
+    with pytest.raises(ValueError,
+                       match="bn_noise moves batch-normalised inputs, so it needs batch_norm=True"):
         S.but(bn_noise=0.5)
 
 
@@ -89,7 +92,8 @@ def test_tracking_records_accuracy_and_percentiles_of_the_last_layers_inputs():
     runs = train_many([S, S.but(batch_norm=True)], data, [0, 0], track_every=10, track_units=3)
     for run in runs:
         t = run.tracked
-        assert list(t.steps) == [0, 10, 20, 30] and t.accuracy.shape == (4,) and t.percentiles.shape == (4, 3, 3)
+        assert (list(t.steps) == [0, 10, 20, 30] and t.accuracy.shape == (4,)
+                and t.percentiles.shape == (4, 3, 3))
         assert np.all(np.diff(t.percentiles, axis=-1) >= 0)        # 15th <= 50th <= 85th
         assert t.accuracy[-1] == pytest.approx(run.accuracy, abs=0.2)
 
@@ -102,8 +106,8 @@ def test_singular_values_match_numpy_and_give_the_effective_rank():
         expected = degeneracy.effective_rank(a[k].numpy())
         assert degeneracy.spectrum_effective_rank(s[k].numpy()) == pytest.approx(expected)
     wide = torch.randn(2, 4, 9, dtype=torch.float64)
-    np.testing.assert_allclose(singular_values(wide)[0].numpy(), np.linalg.svd(wide[0].numpy(), compute_uv=False),
-                               rtol=1e-8)
+    np.testing.assert_allclose(singular_values(wide)[0].numpy(),
+                               np.linalg.svd(wide[0].numpy(), compute_uv=False), rtol=1e-8)
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -112,7 +116,8 @@ def test_singular_values_match_numpy_and_give_the_effective_rank():
     (lambda d: train_many([S], "data", [0]), TypeError, "data must be a testbed.Data"),
     (lambda d: train_many([S], d, 0), TypeError, "seeds must be a list"),
     (lambda d: train_many([S], d, [0, 1]), ValueError, "one entry per network"),
-    (lambda d: train_many([S, S.but(depth=5)], d, [0, 1]), ValueError, "must share depth, width, steps, batch_size"),
+    (lambda d: train_many([S, S.but(depth=5)], d, [0, 1]), ValueError,
+     "must share depth, width, steps, batch_size"),
     (lambda d: train_many([S], d, [0], track_every=-1), ValueError, "track_every must be at least 0"),
     (lambda d: shape_of("x"), TypeError, "config must be a testbed.Config"),
 ])

@@ -61,14 +61,17 @@ IMAGES = np.random.default_rng(0).random((3, 2))
 
 
 @pytest.mark.parametrize("images, labels, kwargs, error, message", [
-    (IMAGES, np.array([0.9, 1.0, 2.0]), {}, TypeError, r"labels must be integers \(class indices\), got dtype float64"),
-    (IMAGES, np.array([2 ** 64 - 1, 0, 1], dtype=np.uint64), {}, ValueError, r"labels must lie in \[0, 2\*\*63 - 1\]"),
+    (IMAGES, np.array([0.9, 1.0, 2.0]), {}, TypeError,
+     r"labels must be integers \(class indices\), got dtype float64"),
+    (IMAGES, np.array([2 ** 64 - 1, 0, 1], dtype=np.uint64), {}, ValueError,
+     r"labels must lie in \[0, 2\*\*63 - 1\]"),
     (IMAGES, np.array([0, -1, 2]), {}, ValueError, r"labels must lie in .* got values from -1 to 2"),
     (np.array([[0.5, np.nan]] * 3), np.arange(3), {}, ValueError, r"images contains NaN or infinity"),
     (np.array([["a", "b"]] * 3), np.arange(3), {}, TypeError, r"images must hold real numbers"),
     (IMAGES, np.arange(3), {"dtype": torch.int64}, TypeError,
      r"dtype must be a floating-point torch dtype such as torch.float32 or torch.float64, got torch.int64"),
-    (IMAGES, np.arange(3), {"on": "gpu"}, ValueError, r"on must name a device such as 'cpu' or 'cuda', got 'gpu'"),
+    (IMAGES, np.arange(3), {"on": "gpu"}, ValueError,
+     r"on must name a device such as 'cpu' or 'cuda', got 'gpu'"),
     (IMAGES, np.arange(3), {"on": 0}, TypeError, r"on must be a torch.device, a name such as 'cpu'"),
 ])
 def test_as_tensors_truncates_nothing_and_says_why(images, labels, kwargs, error, message):
@@ -106,5 +109,6 @@ def test_without_torch_a_torch_module_says_what_to_install(module):
     code = f"import sys; sys.modules['torch'] = None; import {module}"      # as if torch were not installed
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == (f"ImportError: {module} needs torch, which is not installed: "
+    assert done.stderr.strip().splitlines()[-1] == (f"ImportError: {module} needs torch, "
+                                                    "which is not installed: "
                                                     "pip install torch (or pip install 'nblib[torch]')")

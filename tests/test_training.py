@@ -16,7 +16,8 @@ from nblib.networks import Network
 from nblib.training import History, gradient_descent, run_parallel, sgd
 from numeric_helpers import relative_error
 
-ENGINES = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not kernels.available(), reason="no numba"))]
+ENGINES = ["numpy",
+           pytest.param("numba", marks=pytest.mark.skipif(not kernels.available(), reason="no numba"))]
 
 
 
@@ -227,8 +228,10 @@ def test_run_parallel_refuses_bad_arguments(job, workers, error, message):
     (dict(eta=3.0, lmbda=20.0), ValueError, r"eta \* lmbda / n = 1.62\d* must be below 1"),
     (dict(evaluation=(np.zeros((4, 8)), np.zeros(4, int))), ValueError,
      r"evaluation: inputs have 8 columns but the first layer has 9 neurons"),
-    (dict(evaluation=(np.zeros((4, 9)), np.zeros(3, int))), ValueError, r"evaluation: got 4 inputs but 3 labels"),
-    (dict(evaluation=(np.zeros((4, 9)), np.full(4, 3))), ValueError, r"evaluation: labels must lie in \[0, 2\]"),
+    (dict(evaluation=(np.zeros((4, 9)), np.zeros(3, int))), ValueError,
+     r"evaluation: got 4 inputs but 3 labels"),
+    (dict(evaluation=(np.zeros((4, 9)), np.full(4, 3))), ValueError,
+     r"evaluation: labels must lie in \[0, 2\]"),
     (dict(evaluation=np.zeros((4, 9))), TypeError,
      r"evaluation must be an nblib.data.Split or an \(images, labels\) pair"),
     (dict(probe=(np.zeros(9), np.zeros(1, int))), ValueError, r"probe: inputs must be a 2-D batch"),
@@ -240,15 +243,19 @@ def test_sgd_refuses_bad_settings(change, error, message, small):
 
 
 @pytest.mark.parametrize("training, error, message", [
-    (lambda x, y: (x[:, :5], y), ValueError, r"training: inputs have 5 columns but the first layer has 9 neurons"),
+    (lambda x, y: (x[:, :5], y), ValueError,
+     r"training: inputs have 5 columns but the first layer has 9 neurons"),
     (lambda x, y: (x[0], y[:1]), ValueError,
      r"training: inputs must be a 2-D batch of shape \(n, 9\); for one example"),
     (lambda x, y: (x[:0], y[:0]), ValueError, r"training: inputs are empty"),
-    (lambda x, y: (x.astype(object), y), TypeError, r"training: inputs must be a numeric array, got dtype object"),
+    (lambda x, y: (x.astype(object), y), TypeError,
+     r"training: inputs must be a numeric array, got dtype object"),
     (lambda x, y: (x.astype(str), y), TypeError, r"training: inputs must be a numeric array, got dtype <U"),
     (lambda x, y: (np.where(x > 0.9, np.nan, x), y), ValueError, r"training: inputs contain NaN or infinity"),
-    (lambda x, y: (np.where(x > 0.9, -np.inf, x), y), ValueError, r"training: inputs contain NaN or infinity"),
-    (lambda x, y: (x, y + 1), ValueError, r"training: labels must lie in \[0, 2\] for a network with 3 outputs"),
+    (lambda x, y: (np.where(x > 0.9, -np.inf, x), y), ValueError,
+     r"training: inputs contain NaN or infinity"),
+    (lambda x, y: (x, y + 1), ValueError,
+     r"training: labels must lie in \[0, 2\] for a network with 3 outputs"),
     (lambda x, y: (x, y.astype(float)), TypeError, r"training: labels must be integers"),
     (lambda x, y: (x, y[:, None]), ValueError, r"training: labels must be a 1-D array"),
     (lambda x, y: (x, y[:-1]), ValueError, r"training: got 37 inputs but 36 labels"),
@@ -378,7 +385,8 @@ def test_bad_frozen_layers_are_refused(blobs, frozen, error, message):
 # --- failing loudly (issue 11) -----------------------------------------------------------------
 def test_gradient_descent_that_diverges_says_so_instead_of_reporting_cost_zero(small):
     net = Network([9, 3, 3], seed=0)
-    with pytest.warns(RuntimeWarning, match=r"gradient_descent diverged: .* at epoch 1, .* try a smaller eta"):
+    with pytest.warns(RuntimeWarning,
+                      match=r"gradient_descent diverged: .* at epoch 1, .* try a smaller eta"):
         history = gradient_descent(net, small, epochs=3, eta=1e300, progress=False)
     assert history.diverged and len(history.cost) == 1 and not np.isfinite(history.cost[-1])
     assert len(history.speeds) == len(history.cost) + 1
@@ -426,7 +434,8 @@ def test_history_with_a_numpy_seed_can_be_written_as_json(small):
     assert json.loads(json.dumps(history.as_dict()))["settings"]["seed"] == 3
 
 
-@pytest.mark.parametrize("seed, error", [(-1, ValueError), (True, TypeError), (1.5, TypeError), (None, TypeError)])
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (True, TypeError), (1.5, TypeError),
+                                         (None, TypeError)])
 def test_sgd_refuses_bad_seeds_naming_seed(seed, error, small):
     with pytest.raises(error, match=r"seed must be an integer from 0 to 2\*\*64 - 1, got"):
         sgd(Network([9, 3, 3]), small, epochs=1, mini_batch_size=5, eta=0.1, seed=seed, progress=False)

@@ -40,7 +40,8 @@ def book_dir() -> Path:
                     "or set NBLIB_BOOK_HTML to the book's HTML folder")
     path = Path(folder)
     if not (path / "index.html").is_file():
-        pytest.fail(f"NBLIB_BOOK_HTML={folder} holds no built book (no index.html): build it first (make book-noexec)")
+        pytest.fail(f"NBLIB_BOOK_HTML={folder} holds no built book (no index.html): "
+                    "build it first (make book-noexec)")
     return path
 
 
@@ -51,7 +52,8 @@ def book_url(book_dir: Path) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(book_dir)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(book_dir)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -75,8 +77,10 @@ def browser(book_url: str) -> Iterator[object]:
 class LoadedPage:
     """A page opened offline, with what went wrong while it loaded."""
 
-    def __init__(self, page: object, console_errors: list[str], page_errors: list[str], blocked: list[str]) -> None:
-        self.page, self.console_errors, self.page_errors, self.blocked = page, console_errors, page_errors, blocked
+    def __init__(self, page: object, console_errors: list[str], page_errors: list[str],
+                 blocked: list[str]) -> None:
+        (self.page, self.console_errors,
+         self.page_errors, self.blocked) = page, console_errors, page_errors, blocked
 
 
 @pytest.fixture(scope="session")

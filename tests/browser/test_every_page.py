@@ -85,9 +85,11 @@ def test_mathematics_is_typeset(page):
         return
     untypeset = loaded.page.evaluate("""() => Array.from(document.querySelectorAll('span.math, div.math'))
         .filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.slice(0, 60))""")
-    assert untypeset == [], f"{name}: {len(untypeset)} of {pieces.count()} formulas not typeset, e.g. {untypeset[:3]}"
+    assert untypeset == [], (
+        f"{name}: {len(untypeset)} of {pieces.count()} formulas not typeset, e.g. {untypeset[:3]}")
     assert loaded.page.locator("mjx-merror").count() == 0, f"{name}: MathJax could not typeset some formulas"
-    scripts = loaded.page.evaluate("() => Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s))")
+    scripts = loaded.page.evaluate("() => Array.from(document.scripts).map(s => s.src)"
+                                   ".filter(s => /mathjax/i.test(s))")
     assert scripts and all(s.startswith(loaded.page.url.split("/")[0] + "//127.0.0.1") for s in scripts), (
         f"{name}: MathJax is not served by the book: {scripts}")
 
@@ -128,8 +130,8 @@ def test_prerendered_sliders_change_the_picture(page):
     players = loaded.page.locator(".nblib-player")
     for p in range(players.count()):
         player = players.nth(p)
-        player.evaluate("el => { for (let d = el.closest('details'); d; d = d.parentElement.closest('details')) "
-                        "d.open = true; }")
+        player.evaluate("el => { for (let d = el.closest('details'); d; "
+                        "d = d.parentElement.closest('details')) d.open = true; }")
         player.scroll_into_view_if_needed()
         image, readout = player.locator("img"), player.locator(".nblib-player-readout")
         sliders = player.locator('input[type="range"]')
@@ -149,5 +151,5 @@ def test_prerendered_sliders_change_the_picture(page):
             assert after[0] != before[0], f"{where}: the image did not change"
             assert after[3] != before[3], f"{where}: the picture on screen did not change"
             assert after[2] != before[2], f"{where}: the readout did not change"
-            assert slider.evaluate("el => el.parentNode.querySelector('output').textContent") != label_before, (
-                f"{where}: the slider's label did not change")
+            assert (slider.evaluate("el => el.parentNode.querySelector('output').textContent")
+                    != label_before), f"{where}: the slider's label did not change"

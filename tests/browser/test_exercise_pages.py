@@ -12,7 +12,8 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted(p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "chapters").glob("*_exercises.ipynb"))
+PAGES = sorted(p.relative_to(ROOT).with_suffix("").as_posix()
+               for p in (ROOT / "chapters").glob("*_exercises.ipynb"))
 
 
 @pytest.fixture(scope="module", params=PAGES)
@@ -49,7 +50,8 @@ def test_nothing_of_a_solution_is_visible_before_it_is_opened(exercises):
     assert section.locator("details[open]").count() == 0
     for selector in (".nblib-feedback", "img", ".cell_output", ".cell_input", ".sd-card-body"):
         shown = section.locator(selector)
-        assert all(not shown.nth(k).is_visible() for k in range(shown.count())), f"a solution's {selector} is visible"
+        assert all(not shown.nth(k).is_visible() for k in range(shown.count())), (
+            f"a solution's {selector} is visible")
     assert "Your width agrees" not in section.inner_text() and "passed" not in section.inner_text()
 
 
@@ -65,7 +67,8 @@ def test_opening_a_solution_shows_it(exercises):
         hidden.nth(k).locator("summary").first.click()
     page.wait_for_timeout(200)
     assert section.locator("details.hide:not([open])").count() == 0
-    assert section.locator(".nblib-feedback", has_text="passed").first.is_visible(), "no reference answer passes"
+    assert section.locator(".nblib-feedback", has_text="passed").first.is_visible(), (
+        "no reference answer passes")
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +98,7 @@ def test_prerendered_sliders_change_the_picture(chapter2_exercises):
                      image.screenshot())
             assert after[1] != before[1], f"player {p + 1}, slider {s + 1}: the frame did not change"
             assert after[0] != before[0], f"player {p + 1}, slider {s + 1}: the image did not change"
-            assert after[3] != before[3], f"player {p + 1}, slider {s + 1}: the picture on screen did not change"
+            assert after[3] != before[3], (
+                f"player {p + 1}, slider {s + 1}: the picture on screen did not change")
             assert after[2] != before[2], f"player {p + 1}, slider {s + 1}: the readout did not change"
             assert slider.evaluate("el => el.parentNode.querySelector('output').textContent") != label_before

@@ -18,7 +18,8 @@ from bs4 import BeautifulSoup
 from book_pages import built_pages
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_PAGES = [p for p in built_pages() if (ROOT / Path(p).with_suffix(".ipynb")).is_file()] or ["(no built book)"]
+NOTEBOOK_PAGES = [p for p in built_pages()
+                  if (ROOT / Path(p).with_suffix(".ipynb")).is_file()] or ["(no built book)"]
 
 
 def links(html: str) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ import torch
 
 from . import checks
 from .recurrent import BASELINE_MSE, Config, Run, adding_problem
+from .runner import in_given_order
 from .torchutil import as_device, seed_all
 
 Array = np.ndarray
@@ -349,12 +350,7 @@ def train_many(configs: Sequence[Config], seeds: Sequence[int],
     finally:
         if flushed:
             torch.set_flush_denormal(False)
-    seconds = (time.perf_counter() - start) / len(configs)
-    result: list[Run] = [runs[0]] * len(configs)
-    for k, i in enumerate(order):
-        runs[k].seconds = seconds
-        result[i] = runs[k]
-    return result
+    return in_given_order(runs, order, time.perf_counter() - start)
 
 
 class _Training:

@@ -96,3 +96,16 @@ def _answer(result: Any, job: list[Any]) -> list[Any]:
         raise RuntimeError(f"a training job of {len(job)} items answered with "
                            f"{len(result) if isinstance(result, list) else type(result).__name__} results")
     return result
+
+
+def in_given_order(runs: list[Any], order: Sequence[int], seconds: float) -> list[Any]:
+    """Runs trained in the order ``order`` (``runs[k]`` is the network given at ``order[k]``) put
+    back in the order they were given, each with its share of the ``seconds`` they took together
+    (its ``seconds`` attribute)."""
+    if sorted(order) != list(range(len(runs))):
+        raise ValueError(f"order must be a permutation of 0..{len(runs) - 1}, got {list(order)!r:.60}")
+    result: list[Any] = [None] * len(runs)
+    for k, i in enumerate(order):
+        runs[k].seconds = seconds / len(runs)
+        result[i] = runs[k]
+    return result

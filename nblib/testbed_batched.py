@@ -39,6 +39,7 @@ from .degeneracy import spectrum_effective_rank
 from .probe import METRICS, History
 from .initialisation import LEAKY_SLOPE
 from .testbed import N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
+from .runner import in_given_order
 from .torchutil import seed_all
 
 Array = np.ndarray
@@ -331,12 +332,7 @@ def train_many(configs: Sequence[Config], data: Data, seeds: Sequence[int], *, p
     order = sorted(range(len(configs)), key=lambda i: (configs[i].activation, i))   # one run per activation
     runs = _Training([configs[i] for i in order], data, [seeds[i] for i in order], probe_every,
                      track_every, track_images, track_units).run()
-    seconds = (time.perf_counter() - start) / len(configs)
-    result: list[Run] = [runs[0]] * len(configs)
-    for k, i in enumerate(order):
-        runs[k].seconds = seconds
-        result[i] = runs[k]
-    return result
+    return in_given_order(runs, order, time.perf_counter() - start)
 
 
 def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,

@@ -46,3 +46,12 @@ def test_bad_arguments_are_named(call, error, words):
 def test_default_workers():
     assert runner.default_workers(False) == 1
     assert 1 <= runner.default_workers(True) <= runner.DEFAULT_MAX_WORKERS
+
+
+def test_runs_trained_in_another_order_come_back_in_the_given_one_with_their_share_of_time():
+    from types import SimpleNamespace
+    trained = [SimpleNamespace(name=n, seconds=None) for n in ("c", "a", "b")]   # given as a, b, c
+    back = runner.in_given_order(trained, [2, 0, 1], seconds=6.0)
+    assert [r.name for r in back] == ["a", "b", "c"] and all(r.seconds == 2.0 for r in back)
+    with pytest.raises(ValueError, match="order must be a permutation of 0..2"):
+        runner.in_given_order(trained, [0, 0, 1], seconds=1.0)

@@ -8,17 +8,10 @@ from torch import nn  # noqa: E402
 
 from nblib import initialisation, plots, stats, testbed, testbed_batched  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
+from testbed_helpers import small_data  # noqa: E402
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def small_data(n=200, features=20, seed=0) -> testbed.Data:
-    """A learnable toy problem: the label is the index of the largest of the first 10 features."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, features, generator=g)
-    y = x[:, :10].argmax(1)
-    return testbed.Data(x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:])
 
 
 SMALL = Config(depth=3, width=8, steps=12, batch_size=10)

@@ -8,15 +8,9 @@ torch = pytest.importorskip("torch")
 from nblib import degeneracy, testbed  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
 from nblib.testbed_batched import shape_of, singular_values, train_many  # noqa: E402
+from testbed_helpers import small_data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def small_data(n=400, features=20, seed=0) -> testbed.Data:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, features, generator=g)
-    y = x[:, :10].argmax(1)
-    return testbed.Data(x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:])
 
 
 S = Config(depth=4, width=8, steps=30, batch_size=10, lr=0.05)
@@ -31,7 +25,7 @@ VARIANTS = [S, S.but(activation="tanh", init="xavier"), S.but(batch_norm=True),
 
 
 def test_batched_training_agrees_with_training_one_network_at_a_time():
-    data = small_data()
+    data = small_data(400)
     seeds = list(range(len(VARIANTS)))
     batched = train_many(VARIANTS, data, seeds, probe_every=5)
     for config, seed, b in zip(VARIANTS, seeds, batched):
@@ -50,7 +44,7 @@ def test_batched_training_agrees_with_training_one_network_at_a_time():
 
 
 def test_a_diverging_network_stops_and_leaves_the_others_untouched():
-    data = small_data()
+    data = small_data(400)
     wild = S.but(optimiser="sgd", lr=1e6)
     batched = train_many([S, wild, S.but(activation="tanh")], data, [0, 0, 1])
     alone = testbed.train(wild, data, 0)
@@ -62,7 +56,7 @@ def test_a_diverging_network_stops_and_leaves_the_others_untouched():
 
 
 def test_a_network_gets_the_same_numbers_whatever_it_is_batched_with():
-    data = small_data()
+    data = small_data(400)
     alone = train_many([S], data, [0])[0]
     together = train_many([S.but(lr=0.02), S, S.but(batch_norm=True)], data, [1, 0, 2])[1]
     np.testing.assert_array_equal(alone.losses, together.losses)
@@ -70,7 +64,7 @@ def test_a_network_gets_the_same_numbers_whatever_it_is_batched_with():
 
 
 def test_noise_after_batch_norm_moves_training_only():
-    data = small_data()
+    data = small_data(400)
     noisy, quiet = train_many([S.but(batch_norm=True, bn_noise=1.0), S.but(batch_norm=True)], data, [0, 0])
     assert not np.array_equal(noisy.losses, quiet.losses)
     assert noisy.losses[0] != quiet.losses[0] and np.isfinite(noisy.losses).all()
@@ -80,7 +74,7 @@ def test_noise_after_batch_norm_moves_training_only():
 
 
 def test_a_learned_residual_scale_starting_at_zero_moves():
-    data = small_data()
+    data = small_data(400)
     run = train_many([S.but(residual=True, residual_scale=0.0, learn_scale=True, steps=40)], data, [0])[0]
     assert not run.diverged
     model = testbed.DeepMLP(S.but(residual=True, residual_scale=0.0, learn_scale=True))
@@ -88,7 +82,7 @@ def test_a_learned_residual_scale_starting_at_zero_moves():
 
 
 def test_tracking_records_accuracy_and_percentiles_of_the_last_layers_inputs():
-    data = small_data()
+    data = small_data(400)
     runs = train_many([S, S.but(batch_norm=True)], data, [0, 0], track_every=10, track_units=3)
     for run in runs:
         t = run.tracked
@@ -123,13 +117,13 @@ def test_singular_values_match_numpy_and_give_the_effective_rank():
 ])
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
-        call(small_data())
+        call(small_data(400))
 
 
 @pytest.mark.parametrize("config", [S, S.but(batch_norm=True), S.but(residual=True),
                                     S.but(activation="tanh", init="xavier")])
 def test_moments_at_init_for_all_seeds_at_once_agree_with_the_probe_one_network_at_a_time(config):
-    data = small_data()
+    data = small_data(400)
     x, y = data.x_train[:50], data.y_train[:50]
     f, b = testbed.moments_at_init(config, x, y, seeds=range(4))
     f1, b1 = testbed.moments_at_init_one_by_one(config, x, y, seeds=range(4))

@@ -1,6 +1,7 @@
 """nblib: the small library behind "Why Deep Networks Are Hard to Train".
 
-One idea per module, and data flows one way (data -> networks -> training/metrics -> plots).
+One idea per module, and data flows one way (data -> networks -> training/metrics -> plots): a
+module imports only modules before it in that flow (``tests/test_flow.py`` checks every import).
 
 Used by every chapter (numpy only):
 
@@ -13,6 +14,7 @@ Used by every chapter (numpy only):
 - ``nblib.checks``       the argument checks every module shares
 - ``nblib.progress``     the one progress bar (off when NBLIB_PROGRESS=0)
 - ``nblib.stats``        means over seeds that skip what did not finish, geometric means, Spearman
+- ``nblib.runner``       jobs of training on worker processes, costliest first
 - ``nblib.chain``        gradients as products of per-layer factors (chapter 2)
 - ``nblib.degeneracy``   singular-value measures of degeneracy (chapter 3)
 - ``nblib.interactive``  slider figures: live widgets in Jupyter, pre-rendered in the HTML book
@@ -25,11 +27,13 @@ Chapters 2 to 5 (these modules import torch):
 - ``nblib.stacked``      many small sigmoid networks trained side by side (chapter 2)
 - ``nblib.linear``       deep linear and residual networks, folded/orthogonal inits (chapter 3)
 - ``nblib.random_nets``  random deep nonlinear networks at initialisation (chapter 3)
+- ``nblib.initialisation``  activations, initialisation schemes and the moments they predict (chapter 4)
 - ``nblib.probe``        a gradient-health probe for any ``torch.nn.Module`` (chapter 4)
 - ``nblib.testbed``      one deep MLP on MNIST with every remedy switchable (chapter 4)
-- ``nblib.testbed_batched``  many testbed networks trained at once as one batched model (chapter 4)
+- ``nblib.testbed_batched``  many testbed networks trained at once as one batched model, and the
+                         ``Runner`` that trains a chapter's configs x seeds that way (chapter 4)
 - ``nblib.recurrent``    RNN, LSTM and GRU on the adding problem (chapter 5)
-- ``nblib.recurrent_batched``  many recurrent networks trained at once (chapter 5)
+- ``nblib.recurrent_batched``  many recurrent networks trained at once, and ``train_all`` (chapter 5)
 
 ``nblib.sphinx_offline`` is the book's Sphinx extension (offline MathJax), not used by chapters.
 

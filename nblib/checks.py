@@ -84,11 +84,21 @@ def text(value: Any, name: str) -> str:
 
 
 def choice(value: Any, name: str, allowed: Sequence[Any]) -> Any:
-    """One of ``allowed`` (strings, or None), compared without ever calling ``==`` on an array."""
+    """One of ``allowed`` (strings, numbers or None), compared without ever calling ``==`` on an
+    array: a string equals a string, a number (not a bool) a number of the same value."""
     for option in allowed:
-        if value is option or (isinstance(value, str) and isinstance(option, str) and value == option):
+        if value is option or (isinstance(value, str) and isinstance(option, str) and value == option) \
+                or (_plain_number(value) and _plain_number(option) and value == option):
             return option
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    raise ValueError(f"{name} must be one of {', '.join(map(_shown, allowed))}, got {value!r}")
+
+
+def _plain_number(value: Any) -> bool:
+    return isinstance(value, (Real, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _shown(option: Any) -> str:
+    return f"{option:g}" if isinstance(option, float) else repr(option)
 
 
 def instance(value: Any, name: str, kind: type | tuple[type, ...], what: str) -> Any:

@@ -3,8 +3,8 @@ the first weights, the variance each gives a weight, and what the formulas predi
 second moments of the activations and gradients of a freshly initialised network.
 
 The schemes, and the paper each comes from: "normal" is N(0, 1), the naive choice; "xavier" is
-Glorot and Bengio's (2010) "normalized initialization" (chapter 2's `stacked` calls it by that
-paper name, "normalised"); "he" is He et al.'s (2015) N(0, 2 / fan_in) for rectifiers; and
+Glorot and Bengio's (2010) "normalized initialization" (chapter 2's `stacked` uses the same name,
+beside their "standard" one); "he" is He et al.'s (2015) N(0, 2 / fan_in) for rectifiers; and
 "orthogonal" is Saxe, McClelland and Ganguli's (2014) random orthogonal matrices, with a gain."""
 
 from __future__ import annotations

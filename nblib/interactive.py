@@ -75,9 +75,9 @@ class Slider:
             raise ValueError(f"slider {self.name!r}: values must be at least two increasing numbers, "
                              f"got {values}")
         object.__setattr__(self, "_values", tuple(values))
-        if self.start is not None and self._checked(checks.number, self.start, "start") not in values:
-            raise ValueError(f"slider {self.name!r}: start must be one of its values {values}, "
-                             f"got {self.start!r}")
+        if self.start is not None:
+            self._checked(checks.choice, self._checked(checks.number, self.start, "start"), "start",
+                          allowed=values)
         if self.step is not None:
             self._checked(checks.number, self.step, "step", positive=True)
         self._checked(checks.boolean, self.prerender, "prerender")

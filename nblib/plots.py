@@ -28,7 +28,9 @@ COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
 
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Make ``value`` available to the text as ``{glue:text}`name``` (myst-nb). Numpy scalars are
-    handed over as plain Python numbers, so that format specs like ``:.2f`` work on them."""
+    handed over as plain Python numbers, so that format specs like ``:.2f`` work on them.
+    Returns None, as ``myst_nb.glue`` does: a cell that ends with a ``glue`` call (more than
+    fifty in the chapters) prints nothing under it."""
     checks.text(name, "name")
     if isinstance(value, np.generic):
         value = value.item()

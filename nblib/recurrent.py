@@ -22,7 +22,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ from torch import nn
 from . import checks
 from .checks import integer, number
 from .torchutil import as_device, seed_all, tensor
-from .runner import Workers, default_workers
 
 Array = np.ndarray
 KINDS = ("rnn", "lstm", "gru")
@@ -254,70 +253,6 @@ def train(config: Config, seed: int, on: torch.device | None = None) -> Run:
                         1.0 - error / BASELINE_MSE,
                         grads_start, input_gradients(model, x_test[:500], y_test[:500]),
                         clipped / max(1, len(losses)), time.perf_counter() - start)
-
-
-def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Sequence[int]], *,
-              workers: int | None = None, desc: str = "runs",
-              progress: bool | None = None) -> dict[Any, list[Run]]:
-    """Train every config with every seed: {name: [run per seed]}. ``seeds`` is one list for
-    all configs, or a dict giving each config's name its own list. The networks are trained as
-    batched models (``recurrent_batched.train_many``): all those of one shape (kind, length,
-    hidden units, steps, batch) together. On a CPU these groups go to ``workers`` single-threaded
-    processes (default: one per core, at most 4), a group split in two where that balances the
-    work; on a GPU they run one after another. The groups depend only on the configs and seeds
-    asked for, so a call gives the same numbers every time, in this process or in workers (a
-    network batched with others agrees with one trained alone to float rounding)."""
-    if not isinstance(configs, dict) or not configs:
-        raise TypeError("configs must be a non-empty dict {name: recurrent.Config}")
-    for name, c in configs.items():
-        if not isinstance(c, Config):
-            raise TypeError(f"configs[{name!r}] must be a recurrent.Config, got {type(c).__name__}")
-    if isinstance(seeds, dict):
-        if set(seeds) != set(configs):
-            raise ValueError("seeds, given as a dict, must have exactly the names of configs as keys")
-        seeds_of = seeds
-    else:
-        seeds_of = {name: seeds for name in configs}
-    seeds_of = {name: checks.seeds(ss) for name, ss in seeds_of.items()}
-    on_cpu = as_device(None).type == "cpu"
-    workers = integer(workers, "workers", 1) if on_cpu and workers is not None else default_workers(on_cpu)
-    todo = list(dict.fromkeys((c, s) for name, c in configs.items() for s in seeds_of[name]))
-    jobs = _jobs(todo, workers)
-    with Workers(workers) as pool:
-        answers = pool.run(_train_job, jobs, cost=lambda job: job_cost(job[0][0], len(job)), desc=desc,
-                           progress=progress)
-    results = {key: run for job, runs in zip(jobs, answers) for key, run in zip(job, runs)}
-    return {name: [results[(c, s)] for s in seeds_of[name]] for name, c in configs.items()}
-
-
-def job_cost(config: Config, networks: int) -> float:
-    """A rough cost of training ``networks`` networks of ``config`` together: per step and time
-    step, a fixed overhead plus a share per network, more for the gated cells."""
-    gates = {"rnn": 1.0, "lstm": 0.55, "gru": 1.1}[config.kind]      # measured on a 2-core CPU
-    return config.steps * config.length * gates * (4 + networks)
-
-
-def _jobs(todo: list[tuple[Config, int]], workers: int) -> list[list[tuple[Config, int]]]:
-    """The (config, seed) pairs grouped by shape; a group that alone would cost more than its
-    workers' fair share is split in two. The costliest jobs first."""
-    groups: dict[tuple, list[tuple[Config, int]]] = {}
-    for c, s in todo:
-        groups.setdefault((c.kind, c.length, c.hidden, c.steps, c.batch), []).append((c, s))
-    total = sum(job_cost(g[0][0], len(g)) for g in groups.values())
-    jobs = []
-    for group in groups.values():
-        group.sort(key=lambda cs: cs[0].nonlinearity)
-        if workers > 1 and len(group) > 1 and job_cost(group[0][0], len(group)) > total / workers:
-            half = len(group) // 2
-            jobs += [group[:half], group[half:]]
-        else:
-            jobs.append(group)
-    return sorted(jobs, key=lambda j: -job_cost(j[0][0], len(j)))
-
-
-def _train_job(job: list[tuple[Config, int]]) -> list[Run]:
-    from .recurrent_batched import train_many        # it builds on this module
-    return train_many([c for c, _ in job], [s for _, s in job])
 
 
 # --- Pascanu, Mikolov and Bengio (2013): the one-unit cliff and the singular-value condition -------

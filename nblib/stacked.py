@@ -36,19 +36,19 @@ from .networks import check_sizes
 from .torchutil import as_device
 from .progress import bar as progress_bar, enabled as progress_enabled
 
-INITS = ("standard", "normalised", "gaussian")
+INITS = ("standard", "xavier", "gaussian")        # "xavier": Glorot and Bengio's "normalized initialization"
 
 
 def init_bound(scheme: str, n_in: int, n_out: int, scale: float = 1.0) -> float:
     """The spread of one layer's initial weights: the half-width of the uniform interval for
-    Glorot and Bengio's "standard" U[-1/sqrt(n_in), 1/sqrt(n_in)] and "normalised"
+    Glorot and Bengio's "standard" U[-1/sqrt(n_in), 1/sqrt(n_in)] and "xavier" (their "normalized")
     U[-sqrt(6/(n_in + n_out)), +sqrt(6/(n_in + n_out))], or the standard deviation
     ``scale / sqrt(n_in)`` of "gaussian"."""
     checks.choice(scheme, "scheme", INITS)
     n_in, n_out, scale = integer(n_in, "n_in"), integer(n_out, "n_out"), number(scale, "scale", positive=True)
     if scheme == "standard":
         return 1.0 / math.sqrt(n_in)
-    if scheme == "normalised":
+    if scheme == "xavier":
         return math.sqrt(6.0 / (n_in + n_out))
     return scale / math.sqrt(n_in)
 
@@ -79,7 +79,7 @@ class History:
 
 class StackedMLP:
     """S sigmoid networks of shape ``sizes`` with a softmax output, initialised network by
-    network: ``inits[s]`` is "standard", "normalised" or "gaussian" (N(0, scales[s]^2 / n_in)),
+    network: ``inits[s]`` is "standard", "xavier" or "gaussian" (N(0, scales[s]^2 / n_in)),
     drawn from ``seeds[s]``; biases start at 0. All three lists have one entry per network
     (``scales`` is needed only for "gaussian"; default 1)."""
 

@@ -18,7 +18,6 @@ require("torch", __name__)   # first: without torch, a message that says what to
 import dataclasses
 import math
 import time
-from functools import partial
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,7 +30,6 @@ from . import checks
 from .initialisation import ACTIVATIONS, INITS, activation_module, initialise
 from .probe import Probe, History
 from .torchutil import as_tensors, seed_all, tensor
-from .runner import Workers, default_workers
 
 Array = np.ndarray
 OPTIMISERS = ("sgd", "momentum", "adam")
@@ -188,21 +186,10 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,
     """Measured counterparts of ``predicted_moments``: for freshly initialised ``DeepMLP(config)``
     networks (one per seed) and one batch (x, y) with the cross-entropy loss, the second moment
     of each hidden layer's activations, E[a_l^2], and of the gradient reaching them, E[g_l^2].
-    Returns two arrays of shape (seeds, depth)."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a testbed.Config, got {type(config).__name__}")
-    seeds = checks.seeds(seeds)
-    x, y = _batch(x, "x"), _class_labels(y, "y", len(x) if isinstance(x, torch.Tensor) else None)
-    from .testbed_batched import moments_at_init as batched       # all the seeds as one batched model
-    return batched(config, x, y, seeds)
-
-
-def moments_at_init_one_by_one(config: Config, x: torch.Tensor, y: torch.Tensor,
-                               seeds: Sequence[int]) -> tuple[Array, Array]:
-    """``moments_at_init`` measured with a ``Probe`` on one network after another (the reference
-    the batched measurement is tested against)."""
-    seeds = checks.seeds(seeds)
-    x, y = _batch(x, "x"), _class_labels(y, "y", len(x) if isinstance(x, torch.Tensor) else None)
+    Returns two arrays of shape (seeds, depth). Measured with a ``Probe`` on one network after
+    another; ``testbed_batched.moments_at_init`` gives the same numbers for all seeds at once."""
+    config, seeds = checks.instance(config, "config", Config, "a testbed.Config"), checks.seeds(seeds)
+    x, y = checked_batch(x, y)
     forward, backward = [], []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -448,67 +435,11 @@ def summarise_all(results: Mapping[str, Sequence[Run]]) -> dict[str, Summary]:
     return {name: summarise(runs) for name, runs in results.items()}
 
 
-class Runner:
-    """Trains testbed variants on ``data`` and remembers every run, so that a variant shared by
-    several experiments (the baseline, say) is trained once per seed.
-
-    The runs of one call are trained as batched models (``testbed_batched.train_many``): every
-    network of the same shape (depth, width, steps, batch size) in one model with a leading
-    "model" axis, whatever else differs. On a CPU each such group is split into ``workers``
-    parts trained side by side in worker processes (default: one per core, at most 4), each
-    using one thread, which is faster than one process using every core for layers this small.
-    On a GPU everything runs in this process. A seeded run gives the same numbers whichever
-    part or process trains it. Call ``close()`` (or use ``with``) to stop the worker processes."""
-
-    def __init__(self, data: Data, seeds: Sequence[int], *, probe_every: int = 25,
-                 workers: int | None = None) -> None:
-        if not isinstance(data, Data):
-            raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), "
-                            f"got {type(data).__name__}")
-        self.seeds = checks.seeds(seeds)
-        self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
-        on_cpu = data.x_train.device.type == "cpu"
-        self.workers = checks.integer(workers, "workers", 1) if on_cpu and workers is not None \
-            else default_workers(on_cpu)
-        self.runs: dict[tuple[Config, int], Run] = {}
-        self._workers = Workers(self.workers, initializer=_start_worker, initargs=(data,))
-
-    def run(self, configs: Mapping[str, Config], *, desc: str = "runs", progress: bool | None = None,
-            track_every: int = 0, track_units: int = 1) -> dict[str, list[Run]]:
-        """Train every config with every seed (those not trained before): {name: [run per seed]}.
-        ``track_every`` and ``track_units`` are passed to ``testbed_batched.train_many`` (each
-        run's ``tracked`` record) for the runs this call trains."""
-        if not isinstance(configs, Mapping) or not configs:
-            raise TypeError("configs must be a non-empty dict {name: Config}")
-        for name, c in configs.items():
-            if not isinstance(c, Config):
-                raise TypeError(f"configs[{name!r}] must be a testbed.Config, got {type(c).__name__}")
-        todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
-                                  if (c, s) not in self.runs))
-        jobs = _jobs(todo, self.workers)
-        options = {"probe_every": self.probe_every,
-                   "track_every": checks.integer(track_every, "track_every", 0),
-                   "track_units": checks.integer(track_units, "track_units", 1)}
-        answers = self._workers.run(partial(_train_in_worker, options=options), jobs, cost=_job_cost,
-                                    local=partial(_train_job, data=self.data, options=options), desc=desc,
-                                    progress=progress)
-        for job, runs in zip(jobs, answers):
-            self._keep(job, runs)
-        return {name: [self.runs[(c, s)] for s in self.seeds] for name, c in configs.items()}
-
-    def _keep(self, job: list[tuple[Config, int]], runs: list[Run]) -> None:
-        for key, run in zip(job, runs):
-            self.runs[key] = run
-
-    def close(self) -> None:
-        """Stop the worker processes (the runs already made stay in ``runs``)."""
-        self._workers.close()
-
-    def __enter__(self) -> "Runner":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+def checked_batch(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch ``x`` of images (n, features) and ``y`` of their class labels, checked as
+    ``DeepMLP`` and the cross-entropy need them (finite floats; int64 labels in 0..9, one per image)."""
+    x = _batch(x, "x")
+    return x, _class_labels(y, "y", len(x))
 
 
 def _batch(x: Any, name: str, width: int | None = None) -> torch.Tensor:
@@ -534,44 +465,3 @@ def _class_labels(y: Any, name: str, n: int | None) -> torch.Tensor:
         raise ValueError(f"{name} must lie in [0, {N_CLASSES - 1}] (DeepMLP has {N_CLASSES} outputs), "
                          f"got values from {int(y.min())} to {int(y.max())}")
     return y
-
-
-_WORKER_DATA: Data | None = None
-
-
-def _start_worker(data: Data) -> None:
-    """Runs once in each worker process (``runner.Workers`` has set one thread): the data, shared
-    rather than sent with every job."""
-    global _WORKER_DATA
-    _WORKER_DATA = data
-
-
-def _jobs(todo: list[tuple[Config, int]], parts: int) -> list[list[tuple[Config, int]]]:
-    """The (config, seed) pairs grouped by shape (what a batched model must share), each group
-    split into at most ``parts`` jobs of nearly equal size, the costliest jobs first."""
-    groups: dict[tuple, list[tuple[Config, int]]] = {}
-    for c, s in todo:
-        groups.setdefault((c.depth, c.width, c.steps, c.batch_size), []).append((c, s))
-    jobs = []
-    for group in groups.values():
-        group.sort(key=lambda cs: cs[0].activation)        # a part then holds few activation functions
-        k = min(parts, len(group))
-        bounds = [round(i * len(group) / k) for i in range(k + 1)]
-        jobs += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return sorted(jobs, key=lambda j: -_job_cost(j))
-
-
-def _job_cost(job: list[tuple[Config, int]]) -> float:
-    return len(job) * job[0][0].depth * job[0][0].steps
-
-
-def _train_job(job: list[tuple[Config, int]], data: Data, options: dict[str, int]) -> list[Run]:
-    from .testbed_batched import train_many        # it builds on this module
-    return train_many([c for c, _ in job], data, [s for _, s in job], **options)
-
-
-def _train_in_worker(job: list[tuple[Config, int]], options: dict[str, int]) -> list[Run]:
-    assert _WORKER_DATA is not None, "worker started without data"
-    return _train_job(job, _WORKER_DATA, options)
-
-

@@ -16,6 +16,9 @@ and clipping (by each model's own gradient norm). Each network starts from exact
 copied in) and sees the same mini-batches in the same order, so the two agree to float rounding;
 ``tests/test_testbed_batched.py`` checks that they do. The result is one ``testbed.Run`` per
 network, with the probe's per-layer record of every ``probe_every``-th step, measured per model.
+
+A chapter hands its experiments to a :class:`Runner`: configs times seeds, grouped by shape into
+batched models and trained on worker processes, costliest first, each run made once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from functools import partial
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,8 +42,8 @@ from . import checks
 from .degeneracy import spectrum_effective_rank
 from .probe import METRICS, History
 from .initialisation import LEAKY_SLOPE
-from .testbed import N_CLASSES, Config, Data, DeepMLP, Run, noise_draw, noise_generator
-from .runner import in_given_order
+from .testbed import N_CLASSES, Config, Data, DeepMLP, Run, checked_batch, noise_draw, noise_generator
+from .runner import Workers, default_workers, in_given_order
 from .torchutil import seed_all
 
 Array = np.ndarray
@@ -313,7 +317,7 @@ def _check(configs: Sequence[Config], data: Data, seeds: Sequence[int]) -> tuple
     if len(shapes) > 1:
         raise ValueError(f"networks trained together must share {', '.join(SHAPE_FIELDS)}; "
                          f"got {sorted(shapes)} "
-                         f"(group them with shape_of, or use testbed.Runner, which does)")
+                         f"(group them with shape_of, or use Runner, which does)")
     return list(configs), seeds
 
 
@@ -339,7 +343,8 @@ def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,
                     seeds: Sequence[int]) -> tuple[Array, Array]:
     """``testbed.moments_at_init`` for every seed at once: E[a_l^2] and E[g_l^2] of freshly
     initialised ``DeepMLP(config)`` networks on one batch (x, y), arrays (seeds, depth)."""
-    seeds = checks.seeds(seeds)
+    config, seeds = checks.instance(config, "config", Config, "a testbed.Config"), checks.seeds(seeds)
+    x, y = checked_batch(x, y)
     stack = _Stack([config] * len(seeds), seeds, x.shape[1], x.device)
     for _, p in stack.parameters():
         p.requires_grad_(True)
@@ -560,3 +565,107 @@ def singular_values(a: torch.Tensor) -> torch.Tensor:
     a = a.double()
     gram = a.mT @ a if a.shape[-2] >= a.shape[-1] else a @ a.mT
     return torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(-1)
+
+
+# --- configs x seeds: a Runner groups them by shape and trains the groups on worker processes ---
+class Runner:
+    """Trains testbed variants on ``data`` and remembers every run, so that a variant shared by
+    several experiments (the baseline, say) is trained once per seed.
+
+    The runs of one call are trained as batched models (:func:`train_many`): every
+    network of the same shape (depth, width, steps, batch size) in one model with a leading
+    "model" axis, whatever else differs. On a CPU each such group is split into ``workers``
+    parts trained side by side in worker processes (default: one per core, at most 4), each
+    using one thread, which is faster than one process using every core for layers this small.
+    On a GPU everything runs in this process. A seeded run gives the same numbers whichever
+    part or process trains it. Call ``close()`` (or use ``with``) to stop the worker processes."""
+
+    def __init__(self, data: Data, seeds: Sequence[int], *, probe_every: int = 25,
+                 workers: int | None = None) -> None:
+        if not isinstance(data, Data):
+            raise TypeError(f"data must be a testbed.Data (testbed.prepare(mnist)), "
+                            f"got {type(data).__name__}")
+        self.seeds = checks.seeds(seeds)
+        self.data, self.probe_every = data, checks.integer(probe_every, "probe_every", 1)
+        on_cpu = data.x_train.device.type == "cpu"
+        self.workers = checks.integer(workers, "workers", 1) if on_cpu and workers is not None \
+            else default_workers(on_cpu)
+        self.runs: dict[tuple[Config, int], Run] = {}
+        self._workers = Workers(self.workers, initializer=_start_worker, initargs=(data,))
+
+    def run(self, configs: Mapping[str, Config], *, desc: str = "runs", progress: bool | None = None,
+            track_every: int = 0, track_units: int = 1) -> dict[str, list[Run]]:
+        """Train every config with every seed (those not trained before): {name: [run per seed]}.
+        ``track_every`` and ``track_units`` are passed to :func:`train_many` (each
+        run's ``tracked`` record) for the runs this call trains."""
+        if not isinstance(configs, Mapping) or not configs:
+            raise TypeError("configs must be a non-empty dict {name: Config}")
+        for name, c in configs.items():
+            if not isinstance(c, Config):
+                raise TypeError(f"configs[{name!r}] must be a testbed.Config, got {type(c).__name__}")
+        todo = list(dict.fromkeys((c, s) for c in configs.values() for s in self.seeds
+                                  if (c, s) not in self.runs))
+        jobs = _jobs(todo, self.workers)
+        options = {"probe_every": self.probe_every,
+                   "track_every": checks.integer(track_every, "track_every", 0),
+                   "track_units": checks.integer(track_units, "track_units", 1)}
+        answers = self._workers.run(partial(_train_in_worker, options=options), jobs, cost=_job_cost,
+                                    local=partial(_train_job, data=self.data, options=options), desc=desc,
+                                    progress=progress)
+        for job, runs in zip(jobs, answers):
+            self._keep(job, runs)
+        return {name: [self.runs[(c, s)] for s in self.seeds] for name, c in configs.items()}
+
+    def _keep(self, job: list[tuple[Config, int]], runs: list[Run]) -> None:
+        for key, run in zip(job, runs):
+            self.runs[key] = run
+
+    def close(self) -> None:
+        """Stop the worker processes (the runs already made stay in ``runs``)."""
+        self._workers.close()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+
+
+_WORKER_DATA: Data | None = None
+
+
+def _start_worker(data: Data) -> None:
+    """Runs once in each worker process (``runner.Workers`` has set one thread): the data, shared
+    rather than sent with every job."""
+    global _WORKER_DATA
+    _WORKER_DATA = data
+
+
+def _jobs(todo: list[tuple[Config, int]], parts: int) -> list[list[tuple[Config, int]]]:
+    """The (config, seed) pairs grouped by shape (what a batched model must share), each group
+    split into at most ``parts`` jobs of nearly equal size, the costliest jobs first."""
+    groups: dict[tuple, list[tuple[Config, int]]] = {}
+    for c, s in todo:
+        groups.setdefault((c.depth, c.width, c.steps, c.batch_size), []).append((c, s))
+    jobs = []
+    for group in groups.values():
+        group.sort(key=lambda cs: cs[0].activation)        # a part then holds few activation functions
+        k = min(parts, len(group))
+        bounds = [round(i * len(group) / k) for i in range(k + 1)]
+        jobs += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return sorted(jobs, key=lambda j: -_job_cost(j))
+
+
+def _job_cost(job: list[tuple[Config, int]]) -> float:
+    return len(job) * job[0][0].depth * job[0][0].steps
+
+
+def _train_job(job: list[tuple[Config, int]], data: Data, options: dict[str, int]) -> list[Run]:
+    return train_many([c for c, _ in job], data, [s for _, s in job], **options)
+
+
+def _train_in_worker(job: list[tuple[Config, int]], options: dict[str, int]) -> list[Run]:
+    assert _WORKER_DATA is not None, "worker started without data"
+    return _train_job(job, _WORKER_DATA, options)

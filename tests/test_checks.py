@@ -102,6 +102,12 @@ def test_choice_fraction_boolean_text_instance_function():
             and checks.choice(None, "norm", (None, "batch")) is None)
     with pytest.raises(ValueError, match=r"^kind must be one of 'a', 'b', got array\(\[1\]\)$"):
         checks.choice(np.array([1]), "kind", ("a", "b"))
+    assert checks.choice(np.int64(2), "seed", (0, 1, 2)) == 2 and checks.choice(0.5, "x", [0.25, 0.5]) == 0.5
+    for bad in (True, "1", 1.5):          # a bool is no number, a string no seed
+        with pytest.raises(ValueError, match=r"^seed must be one of 0, 1, 2, got"):
+            checks.choice(bad, "seed", (0, 1, 2))
+    with pytest.raises(ValueError, match=r"^x must be one of 0.25, 0.5, got 1$"):
+        checks.choice(1, "x", [0.25, 0.5])
     assert checks.fraction(np.float32(0.25), "p") == 0.25
     for bad, error in ((0, ValueError), (1.0, ValueError), (np.nan, ValueError), ("0.5", TypeError),
                        (True, TypeError)):

@@ -61,7 +61,7 @@ def test_slider_defaults():
     (dict(name="w", values=[1, np.nan]), TypeError, "values must be finite numbers"),
     (dict(name="w", values=[1]), ValueError, "at least two increasing numbers"),
     (dict(name="w", values=[2, 1]), ValueError, "at least two increasing numbers"),
-    (dict(name="w", values=[1, 2], start=5), ValueError, "start must be one of its values"),
+    (dict(name="w", values=[1, 2], start=5), ValueError, "slider 'w': start must be one of 1, 2, got 5"),
     (dict(name="w", values=[1, 2], step=0), ValueError,
      "slider 'w': step must be a finite positive number, got 0"),
     (dict(name="w", values=[1, 2], step=np.nan), ValueError,

@@ -156,36 +156,6 @@ def test_train_errors():
         recurrent.train(TINY, -2)
 
 
-def test_train_all_with_seeds_per_config():
-    runs = recurrent.train_all({"a": TINY, "b": TINY.but(kind="rnn")}, {"a": [0], "b": [1, 2]}, workers=1,
-                               progress=False)
-    assert [r.seed for r in runs["a"]] == [0] and [r.seed for r in runs["b"]] == [1, 2]
-
-
-def test_train_all_in_this_process_and_in_workers_gives_the_same_numbers():
-    configs = {"a": TINY, "b": TINY.but(kind="rnn")}
-    alone = recurrent.train_all(configs, [0], workers=1, progress=False)
-    assert [r.seed for r in alone["a"]] == [0] and alone["b"][0].config.kind == "rnn"
-    parallel = recurrent.train_all(configs, [0], workers=2, progress=False)
-    for name in configs:
-        np.testing.assert_array_equal(alone[name][0].losses, parallel[name][0].losses)
-
-
-@pytest.mark.parametrize("args, kwargs, error, message", [
-    (({}, [0]), {}, TypeError, "configs must be a non-empty dict"),
-    (({"a": 1}, [0]), {}, TypeError, r"configs\['a'\] must be a recurrent.Config"),
-    (({"a": TINY}, []), {}, ValueError, "seeds is empty"),
-    (({"a": TINY}, [0]), {"workers": 0}, ValueError, "workers must be at least 1"),
-    (({"a": TINY}, {"b": [0]}), {}, ValueError, "must have exactly the names of configs"),
-    (({"a": TINY}, {"a": []}), {}, ValueError, "seeds is empty"),
-    (({"a": TINY}, 5), {}, TypeError, r"seeds must be a list of seeds such as range\(10\)"),
-    (({"a": TINY}, [0, -1]), {}, ValueError, r"every entry of seeds must be an integer from 0"),
-])
-def test_train_all_errors(args, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        recurrent.train_all(*args, **kwargs)
-
-
 # --- failing loudly (issue 11) -------------------------------------------------------------------
 def test_mse_refuses_targets_that_would_broadcast_to_a_matrix():
     torch.manual_seed(0)

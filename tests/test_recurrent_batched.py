@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 
 from nblib import recurrent  # noqa: E402
 from nblib.recurrent import Config as R  # noqa: E402
-from nblib.recurrent_batched import Stack, _Unrolled, shape_of, train_many  # noqa: E402
+from nblib.recurrent_batched import Stack, _jobs, _Unrolled, shape_of, train_all, train_many  # noqa: E402
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -116,7 +116,41 @@ def test_errors(call, error, message):
 def test_jobs_group_by_shape_and_split_a_group_too_large_for_one_worker():
     todo = ([(R(kind="lstm", length=50), s) for s in range(6)]
             + [(R(kind="rnn", length=20), s) for s in range(3)])
-    jobs = recurrent._jobs(todo, 2)
+    jobs = _jobs(todo, 2)
     assert sorted(len(j) for j in jobs) == [3, 3, 3]
     assert all(len({shape_of(c) for c, _ in j}) == 1 for j in jobs)
-    assert len(recurrent._jobs(todo, 1)) == 2
+    assert len(_jobs(todo, 1)) == 2
+
+
+# --- train_all: configs x seeds, grouped by shape, on worker processes -------------------------------
+TINY = R(kind="gru", length=6, hidden=4, steps=8, batch=5)
+
+
+def test_train_all_with_seeds_per_config():
+    runs = train_all({"a": TINY, "b": TINY.but(kind="rnn")}, {"a": [0], "b": [1, 2]}, workers=1,
+                               progress=False)
+    assert [r.seed for r in runs["a"]] == [0] and [r.seed for r in runs["b"]] == [1, 2]
+
+
+def test_train_all_in_this_process_and_in_workers_gives_the_same_numbers():
+    configs = {"a": TINY, "b": TINY.but(kind="rnn")}
+    alone = train_all(configs, [0], workers=1, progress=False)
+    assert [r.seed for r in alone["a"]] == [0] and alone["b"][0].config.kind == "rnn"
+    parallel = train_all(configs, [0], workers=2, progress=False)
+    for name in configs:
+        np.testing.assert_array_equal(alone[name][0].losses, parallel[name][0].losses)
+
+
+@pytest.mark.parametrize("args, kwargs, error, message", [
+    (({}, [0]), {}, TypeError, "configs must be a non-empty dict"),
+    (({"a": 1}, [0]), {}, TypeError, r"configs\['a'\] must be a recurrent.Config"),
+    (({"a": TINY}, []), {}, ValueError, "seeds is empty"),
+    (({"a": TINY}, [0]), {"workers": 0}, ValueError, "workers must be at least 1"),
+    (({"a": TINY}, {"b": [0]}), {}, ValueError, "must have exactly the names of configs"),
+    (({"a": TINY}, {"a": []}), {}, ValueError, "seeds is empty"),
+    (({"a": TINY}, 5), {}, TypeError, r"seeds must be a list of seeds such as range\(10\)"),
+    (({"a": TINY}, [0, -1]), {}, ValueError, r"every entry of seeds must be an integer from 0"),
+])
+def test_train_all_errors(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        train_all(*args, **kwargs)

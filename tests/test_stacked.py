@@ -32,9 +32,9 @@ def reference_forward(weights, biases, x):
 # --- initialisation ------------------------------------------------------------------------------------
 def test_init_bounds_and_spreads():
     assert stacked.init_bound("standard", 100, 10) == pytest.approx(0.1)
-    assert stacked.init_bound("normalised", 100, 50) == pytest.approx(math.sqrt(6 / 150))
+    assert stacked.init_bound("xavier", 100, 50) == pytest.approx(math.sqrt(6 / 150))
     assert stacked.init_bound("gaussian", 100, 50, scale=4.0) == pytest.approx(0.4)
-    net = stacked.StackedMLP([400, 300, 10], ["standard", "normalised", "gaussian"], [0, 0, 0],
+    net = stacked.StackedMLP([400, 300, 10], ["standard", "xavier", "gaussian"], [0, 0, 0],
                              scales=[1, 1, 2], device=CPU, dtype=torch.float64)
     w = net.weights[0]
     assert w[0].abs().max() <= 1 / 20 and w[0].std().item() == pytest.approx(1 / 20 / math.sqrt(3), rel=0.02)
@@ -55,7 +55,7 @@ def test_same_seed_same_network_different_seed_different_network():
 
 # --- forward pass and cost --------------------------------------------------------------------------------
 def test_stacked_forward_equals_each_network_alone():
-    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised"], [1, 2], device=CPU,
+    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "xavier"], [1, 2], device=CPU,
                              dtype=torch.float64)
     x = torch.tensor(small_data()[0][:8], dtype=torch.float64)
     scores, hidden = net.forward(x)
@@ -78,7 +78,7 @@ def test_losses_are_mean_cross_entropy_per_network():
 # --- training ---------------------------------------------------------------------------------------------
 def test_momentum_update_matches_a_hand_written_one():
     x, y = small_data(n=20)
-    net = stacked.StackedMLP([5, 4, 3], ["normalised"], [3], device=CPU, dtype=torch.float64)
+    net = stacked.StackedMLP([5, 4, 3], ["xavier"], [3], device=CPU, dtype=torch.float64)
     params = [p[0].clone().requires_grad_(True) for p in net.parameters()]
     order = stacked._orders([3], 20, 3 * 5)[0]
     eta, mu = 0.5, 0.9
@@ -115,7 +115,7 @@ def test_stacked_networks_train_independently():
 def test_training_reduces_the_cost_and_records_when_asked():
     x, y = small_data(n=200, width=4, classes=2, seed=1)
     y = (x[:, 0] > x[:, 1]).astype(np.int64)                  # a learnable rule
-    net = stacked.StackedMLP([4, 8, 2], ["normalised"] * 2, [0, 1], device=CPU)
+    net = stacked.StackedMLP([4, 8, 2], ["xavier"] * 2, [0, 1], device=CPU)
     record = stacked.train(net, x, y, steps=300, batch_size=10, eta=0.5, momentum=0.9, probe_data=(x, y),
                            record_every=100, progress=False)
     arrays = record.arrays()
@@ -126,7 +126,7 @@ def test_training_reduces_the_cost_and_records_when_asked():
 
 
 def test_gradients_are_autograds():
-    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "normalised", "gaussian"], [1, 2, 3],
+    net = stacked.StackedMLP([5, 7, 6, 3], ["standard", "xavier", "gaussian"], [1, 2, 3],
                              scales=[1, 1, 3], device=CPU, dtype=torch.float64)
     x, y = small_data(n=9)
     xt = torch.tensor(x, dtype=torch.float64).expand(3, -1, -1)
@@ -163,7 +163,7 @@ def test_the_result_of_train_does_not_depend_on_the_number_of_workers():
     x, y = small_data(n=50)
     runs = []
     for workers in (1, 2, 3):
-        net = stacked.StackedMLP([5, 6, 4, 3], ["standard", "normalised", "gaussian"], [0, 1, 2], device=CPU,
+        net = stacked.StackedMLP([5, 6, 4, 3], ["standard", "xavier", "gaussian"], [0, 1, 2], device=CPU,
                                  dtype=torch.float64)
         record = stacked.train(net, x, y, steps=12, batch_size=5, eta=[0.3, 0.2, 0.1],
                                momentum=[0.0, 0.9, 0.5], probe_data=(x, y), record_every=4, workers=workers,
@@ -195,7 +195,7 @@ def test_probe_on_a_network_with_zero_weights():
     (dict(sizes=[3, 2], inits=["standard"], seeds=[0]), ValueError, "at least one hidden layer"),
     (dict(sizes=[3, 2, 2], inits="standard", seeds=[0]), TypeError, "inits must be a non-empty list"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0, 1]), ValueError, "one entry per network"),
-    (dict(sizes=[3, 2, 2], inits=["xavier"], seeds=[0]), ValueError, "every init must be one of"),
+    (dict(sizes=[3, 2, 2], inits=["glorot"], seeds=[0]), ValueError, "every init must be one of"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[0.5]), TypeError,
      r"every seed must be an integer from 0 to 2\*\*64 - 1"),
     (dict(sizes=[3, 2, 2], inits=["standard"], seeds=[True]), TypeError,

@@ -278,57 +278,6 @@ def test_train_refuses_negative_seeds():
         testbed.train(SMALL, small_data(), -1)
 
 
-# --- the runner ---------------------------------------------------------------------------------
-def test_runner_trains_each_config_and_seed_once():
-    data = small_data()
-    runner = testbed.Runner(data, [0, 1], probe_every=5, workers=1)
-    runs = runner.run({"a": SMALL, "b": SMALL.but(activation="tanh")}, progress=False)
-    assert [r.seed for r in runs["a"]] == [0, 1] and runs["b"][0].config.activation == "tanh"
-    again = runner.run({"same as a": SMALL}, progress=False)
-    assert again["same as a"][0] is runs["a"][0] and len(runner.runs) == 4
-    runner.close()
-
-
-def test_runner_gives_the_same_numbers_in_worker_processes():
-    # the runner trains batched models (testbed_batched.train_many); a run's numbers do not depend
-    # on the process, or on which other networks share its batched model
-    data = small_data()
-    with testbed.Runner(data, [3], workers=2) as runner:
-        parallel = runner.run({"a": SMALL, "b": SMALL.but(init="orthogonal")}, progress=False)
-    torch.set_num_threads(1)
-    alone = testbed_batched.train_many([SMALL.but(init="orthogonal")], data, [3])[0]
-    np.testing.assert_array_equal(parallel["b"][0].losses, alone.losses)
-    np.testing.assert_array_equal(parallel["b"][0].probe["eff_rank"], alone.probe["eff_rank"])
-    # and they are testbed.train's numbers, to float rounding
-    np.testing.assert_allclose(alone.losses, testbed.train(SMALL.but(init="orthogonal"), data, 3).losses,
-                               rtol=1e-5)
-
-
-def test_runner_groups_networks_of_one_shape_into_balanced_jobs():
-    todo = ([(SMALL.but(activation=a), s) for a in ("tanh", "relu") for s in (0, 1, 2)]
-            + [(SMALL.but(depth=5), 0)])
-    jobs = testbed._jobs(todo, 2)
-    assert sorted(len(j) for j in jobs) == [1, 3, 3]
-    key = lambda cs: (cs[0].activation, cs[0].depth, cs[1])  # noqa: E731
-    assert sorted((cs for j in jobs for cs in j), key=key) == sorted(todo, key=key)
-    for job in jobs:
-        assert len({testbed_batched.shape_of(c) for c, _ in job}) == 1
-        names = [c.activation for c, _ in job]
-        assert names == sorted(names)
-
-
-@pytest.mark.parametrize("call, error, message", [
-    (lambda d: testbed.Runner("data", [0]), TypeError, "data must be a testbed.Data"),
-    (lambda d: testbed.Runner(d, []), ValueError, "seeds is empty"),
-    (lambda d: testbed.Runner(d, [0], workers=0), ValueError, "workers must be at least 1"),
-    (lambda d: testbed.Runner(d, [0]).run({}), TypeError, "configs must be a non-empty dict"),
-    (lambda d: testbed.Runner(d, [0]).run({"a": 3}), TypeError, r"configs\['a'\] must be a testbed.Config"),
-])
-def test_runner_errors(call, error, message):
-    with pytest.raises(error, match=message):
-        call(small_data())
-
-
 # --- summaries and tables -----------------------------------------------------------------------
 def test_summary_numbers_of_known_runs():
     data = small_data()
@@ -417,6 +366,12 @@ def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, erro
      r"y must hold int64"),
     (lambda m, d: testbed.moments_at_init(SMALL, d.x_val, d.y_val, 3), TypeError,
      r"seeds must be a list of seeds"),
+    (lambda m, d: testbed_batched.moments_at_init(SMALL, d.x_val, d.y_val.int(), [0]), TypeError,
+     r"y must hold int64"),
+    (lambda m, d: testbed_batched.moments_at_init(SMALL, d.x_val[:, :3], d.y_val[:5], [0]), ValueError,
+     r"y must have one label per image"),
+    (lambda m, d: testbed_batched.moments_at_init("c", d.x_val, d.y_val, [0]), TypeError,
+     r"config must be a testbed.Config, got str"),
     (lambda m, d: testbed.train(SMALL, d, 0, probe_every=0), ValueError, r"probe_every must be at least 1"),
     (lambda m, d: initialisation.predicted_moments("he", "relu", 10 ** 7, 48, 1.0), ValueError,
      r"depth must be an integer from 1 to 10000, got 10000000"),
@@ -437,7 +392,6 @@ def test_data_refuses_what_training_would_fail_on_deep_inside_torch(change, erro
     (lambda m, d: plots.results_table([]), TypeError, r"summaries must be a non-empty dict"),
     (lambda m, d: plots.results_table({"a": [1]}), TypeError,
      r"summaries\['a'\] must be a summary over seeds"),
-    (lambda m, d: testbed.Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
     (lambda m, d: testbed.Block(-1, 4, "relu", False, False), ValueError, r"n_in must be at least 1, got -1"),
     (lambda m, d: testbed.Block(4, 4, "relu", 0, False), TypeError, r"batch_norm must be True or False"),
 ])

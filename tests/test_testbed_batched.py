@@ -5,14 +5,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nblib import degeneracy, testbed  # noqa: E402
+from nblib import degeneracy, testbed, testbed_batched  # noqa: E402
 from nblib.testbed import Config  # noqa: E402
-from nblib.testbed_batched import shape_of, singular_values, train_many  # noqa: E402
+from nblib.testbed_batched import Runner, _jobs, shape_of, singular_values, train_many  # noqa: E402
 from testbed_helpers import small_data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+SMALL = Config(depth=3, width=8, steps=12, batch_size=10)
 S = Config(depth=4, width=8, steps=30, batch_size=10, lr=0.05)
 VARIANTS = [S, S.but(activation="tanh", init="xavier"), S.but(batch_norm=True),
             S.but(residual=True, residual_scale=0.5),
@@ -125,8 +126,60 @@ def test_errors(call, error, message):
 def test_moments_at_init_for_all_seeds_at_once_agree_with_the_probe_one_network_at_a_time(config):
     data = small_data(400)
     x, y = data.x_train[:50], data.y_train[:50]
-    f, b = testbed.moments_at_init(config, x, y, seeds=range(4))
-    f1, b1 = testbed.moments_at_init_one_by_one(config, x, y, seeds=range(4))
+    f, b = testbed_batched.moments_at_init(config, x, y, seeds=range(4))
+    f1, b1 = testbed.moments_at_init(config, x, y, seeds=range(4))
     assert f.shape == b.shape == (4, config.depth)
     np.testing.assert_allclose(f, f1, rtol=1e-5)
     np.testing.assert_allclose(b, b1, rtol=1e-4)
+
+
+# --- the runner ---------------------------------------------------------------------------------
+def test_runner_trains_each_config_and_seed_once():
+    data = small_data()
+    runner = Runner(data, [0, 1], probe_every=5, workers=1)
+    runs = runner.run({"a": SMALL, "b": SMALL.but(activation="tanh")}, progress=False)
+    assert [r.seed for r in runs["a"]] == [0, 1] and runs["b"][0].config.activation == "tanh"
+    again = runner.run({"same as a": SMALL}, progress=False)
+    assert again["same as a"][0] is runs["a"][0] and len(runner.runs) == 4
+    runner.close()
+
+
+def test_runner_gives_the_same_numbers_in_worker_processes():
+    # the runner trains batched models (testbed_batched.train_many); a run's numbers do not depend
+    # on the process, or on which other networks share its batched model
+    data = small_data()
+    with Runner(data, [3], workers=2) as runner:
+        parallel = runner.run({"a": SMALL, "b": SMALL.but(init="orthogonal")}, progress=False)
+    torch.set_num_threads(1)
+    alone = train_many([SMALL.but(init="orthogonal")], data, [3])[0]
+    np.testing.assert_array_equal(parallel["b"][0].losses, alone.losses)
+    np.testing.assert_array_equal(parallel["b"][0].probe["eff_rank"], alone.probe["eff_rank"])
+    # and they are testbed.train's numbers, to float rounding
+    np.testing.assert_allclose(alone.losses, testbed.train(SMALL.but(init="orthogonal"), data, 3).losses,
+                               rtol=1e-5)
+
+
+def test_runner_groups_networks_of_one_shape_into_balanced_jobs():
+    todo = ([(SMALL.but(activation=a), s) for a in ("tanh", "relu") for s in (0, 1, 2)]
+            + [(SMALL.but(depth=5), 0)])
+    jobs = _jobs(todo, 2)
+    assert sorted(len(j) for j in jobs) == [1, 3, 3]
+    key = lambda cs: (cs[0].activation, cs[0].depth, cs[1])  # noqa: E731
+    assert sorted((cs for j in jobs for cs in j), key=key) == sorted(todo, key=key)
+    for job in jobs:
+        assert len({shape_of(c) for c, _ in job}) == 1
+        names = [c.activation for c, _ in job]
+        assert names == sorted(names)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda d: Runner("data", [0]), TypeError, "data must be a testbed.Data"),
+    (lambda d: Runner(d, []), ValueError, "seeds is empty"),
+    (lambda d: Runner(d, [0], workers=0), ValueError, "workers must be at least 1"),
+    (lambda d: Runner(d, [0]).run({}), TypeError, "configs must be a non-empty dict"),
+    (lambda d: Runner(d, [0]).run({"a": 3}), TypeError, r"configs\['a'\] must be a testbed.Config"),
+    (lambda d: Runner(d, 5), TypeError, r"seeds must be a list of seeds"),
+])
+def test_runner_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call(small_data())

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import recurrent
+from .. import checks, recurrent
 from ..recurrent import Config
 from . import (Feedback, as_bool, as_choices, as_function, as_number, call, checker, grade_choices,
                sample)
@@ -147,7 +147,7 @@ LENGTH_SEEDS = (0, 1, 2)
 @functools.lru_cache(maxsize=4)
 def _solved_seeds(length: int) -> tuple[float, ...]:
     """The vanilla RNN trained as in the chapter at ``length`` from each of LENGTH_SEEDS, as one
-    batched model (the chapter's ``recurrent.train_all`` does the same): the fraction solved by each."""
+    batched model (the chapter's ``recurrent_batched.train_all`` does the same): the fraction solved by each."""
     from ..recurrent_batched import train_many
     runs = train_many([Config(kind="rnn", length=length)] * len(LENGTH_SEEDS), list(LENGTH_SEEDS),
                       on=torch.device("cpu"))
@@ -157,8 +157,7 @@ def _solved_seeds(length: int) -> tuple[float, ...]:
 def solved_at(length: int, seed: int = 0) -> float:
     """The fraction of the adding problem the vanilla RNN solves at ``length`` (the chapter's
     training) from ``seed``, one of LENGTH_SEEDS; the three seeds train together, once per session."""
-    if seed not in LENGTH_SEEDS:
-        raise ValueError(f"seed must be one of {LENGTH_SEEDS}, got {seed!r}")
+    seed = checks.choice(seed, "seed", LENGTH_SEEDS)
     return _solved_seeds(int(length))[LENGTH_SEEDS.index(seed)]
 
 

@@ -147,7 +147,8 @@ LENGTH_SEEDS = (0, 1, 2)
 @functools.lru_cache(maxsize=4)
 def _solved_seeds(length: int) -> tuple[float, ...]:
     """The vanilla RNN trained as in the chapter at ``length`` from each of LENGTH_SEEDS, as one
-    batched model (the chapter's ``recurrent_batched.train_all`` does the same): the fraction solved by each."""
+    batched model (the chapter's ``recurrent_batched.train_all`` does the same): the fraction
+    solved by each."""
     from ..recurrent_batched import train_many
     runs = train_many([Config(kind="rnn", length=length)] * len(LENGTH_SEEDS), list(LENGTH_SEEDS),
                       on=torch.device("cpu"))

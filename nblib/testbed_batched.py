@@ -130,20 +130,16 @@ class _Stack:
 
     def _settle(self) -> None:
         """What follows from the per-model settings: which features are in use, the runs of
-        models that share an activation function, the bias mask."""
+        neighbouring models that share an activation function and batch normalisation (each run
+        is computed as one slice of the stack; ``train_many`` orders the models so that the runs
+        are few), the runs of residual and plain models, the bias mask."""
         self.M = len(self.configs)
         self.any_bn, self.any_res = bool(self.bn.any()), bool(self.res.any())
         self.any_noise = any(a > 0 for a in self.noise)
         self.learning_scales = bool(self.learn_scale.any())
         self.bias_mask = (~self.bn).float()
-        self.runs: list[tuple[str, int, int]] = []        # (activation, first model, last model + 1)
-        for i, c in enumerate(self.configs):
-            if self.runs and self.runs[-1][0] == c.activation:
-                self.runs[-1] = (c.activation, self.runs[-1][1], i + 1)
-            else:
-                self.runs.append((c.activation, i, i + 1))
-        if len({a for a, _, _ in self.runs}) != len(self.runs):
-            raise ValueError("models that share an activation function must be next to each other")
+        self.runs = _runs([(c.activation, c.batch_norm) for c in self.configs])   # ((act, bn), i, j)
+        self.residual_runs = _runs([c.residual for c in self.configs])            # (residual, i, j)
 
     def select(self, rows: Sequence[int]) -> "_Stack":
         """A stack of the models ``rows`` (copies of their tensors, no gradients)."""
@@ -175,10 +171,26 @@ class _Stack:
         return params
 
     # --- the forward pass ------------------------------------------------------------------------
-    def activate(self, z: torch.Tensor) -> torch.Tensor:
-        if len(self.runs) == 1:
-            return _ACTIVATIONS[self.runs[0][0]](z)
-        return torch.cat([_ACTIVATIONS[name](z[i:j]) for name, i, j in self.runs])
+    def normalise_and_activate(self, z: torch.Tensor, l: int,
+                               training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer l's weighted inputs after batch normalisation (in the models that have it), and
+        its activations: each run of models with one activation function and one setting of
+        batch_norm as one slice, so that no model computes what only another one needs."""
+        zs, acts = [], []
+        for (name, bn), i, j in self.runs:
+            part = z if len(self.runs) == 1 else z[i:j]
+            if bn:
+                part = self.batch_norm(part, l, training, i, j)
+                if training and self.any_noise:
+                    part = self.add_noise(part, i, j)
+            zs.append(part)
+            acts.append(_ACTIVATIONS[name](part))
+        return _joined(zs), _joined(acts)
+
+    def add_residual(self, h: torch.Tensor, a: torch.Tensor, l: int) -> torch.Tensor:
+        """The next layer's input: h + scale * a in the residual models, a in the others."""
+        return _joined([h[i:j] + self.scale[i:j, l] * a[i:j] if res else a[i:j]
+                        for res, i, j in self.residual_runs])
 
     def forward(self, x: torch.Tensor, training: bool, keep: bool = False, inputs_of_last: bool = False):
         """Logits (M, B, 10), auxiliary logits, and (if ``keep``) each hidden layer's activations;
@@ -188,19 +200,15 @@ class _Stack:
         for l in range(self.depth):
             bias = self.b[l] * self.bias_mask
             z = torch.baddbmm(bias, h, self.W[l]) if h.dim() == 3 else torch.matmul(h, self.W[l]) + bias
-            if self.any_bn:
-                z = torch.where(self.bn, self.batch_norm(z, l, training), z)
-                if training and self.any_noise:
-                    z = self.add_noise(z)
+            z, a = self.normalise_and_activate(z, l, training)
             if inputs_of_last and l == self.depth - 1:
                 z_last = z.detach()
-            a = self.activate(z)
             if keep:
                 if a.requires_grad:
                     a.retain_grad()
                 acts.append(a)
             if self.any_res and l >= self.res_from:
-                h = torch.where(self.res, h + self.scale[:, l] * a, a)
+                h = self.add_residual(h, a, l)
             else:
                 h = a
             if l + 1 in self.aux_at:
@@ -209,21 +217,26 @@ class _Stack:
         logits = torch.baddbmm(self.head_b, h, self.head_W)
         return logits, aux, acts, z_last
 
-    def add_noise(self, z: torch.Tensor) -> torch.Tensor:
-        """``Config.bn_noise``: each noisy model's own draw for this layer and step."""
+    def add_noise(self, z: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """``Config.bn_noise`` for models i..j-1 (``z`` is theirs): each noisy model's own draw
+        for this layer and step."""
+        if not any(a > 0 for a in self.noise[i:j]):
+            return z
         draws = [noise_draw(g, a, z.shape[-1]) if a > 0
                  else torch.tensor([[0.0], [0.0]]).expand(2, z.shape[-1])
-                 for g, a in zip(self.noise_generators, self.noise)]
-        u, v = torch.stack(draws).to(z.device).unsqueeze(2).unbind(1)        # (M, 1, units) each
+                 for g, a in zip(self.noise_generators[i:j], self.noise[i:j])]
+        u, v = torch.stack(draws).to(z.device).unsqueeze(2).unbind(1)        # (models, 1, units) each
         return z * (1 + u) + v
 
-    def batch_norm(self, z: torch.Tensor, l: int, training: bool) -> torch.Tensor:
-        """nn.BatchNorm1d of layer l for every model at once: each (model, unit) is one channel of
-        F.batch_norm, with its own statistics over the model's batch (and its running averages)."""
+    def batch_norm(self, z: torch.Tensor, l: int, training: bool, i: int, j: int) -> torch.Tensor:
+        """nn.BatchNorm1d of layer l for models i..j-1 at once (``z`` is theirs): each (model,
+        unit) is one channel of F.batch_norm, with its own statistics over the model's batch (and
+        its running averages)."""
         M, B, N = z.shape
         flat = z.transpose(0, 1).reshape(B, M * N)
-        out = F.batch_norm(flat, self.running_mean[l].view(-1), self.running_var[l].view(-1),
-                           self.gamma[l].view(-1), self.beta[l].view(-1), training, BN_MOMENTUM, BN_EPS)
+        out = F.batch_norm(flat, self.running_mean[l][i:j].view(-1), self.running_var[l][i:j].view(-1),
+                           self.gamma[l][i:j].reshape(-1), self.beta[l][i:j].reshape(-1), training,
+                           BN_MOMENTUM, BN_EPS)
         return out.view(B, M, N).transpose(0, 1)
 
     def loss(self, logits: torch.Tensor, aux: list, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,6 +264,21 @@ class _Stack:
         return (right / len(x)).numpy(), (aux_right / len(x)).numpy()
 
 
+def _runs(keys: Sequence) -> list[tuple]:
+    """The maximal runs of equal neighbouring keys: (key, first index, last index + 1) each."""
+    runs: list[tuple] = []
+    for i, key in enumerate(keys):
+        if runs and runs[-1][0] == key:
+            runs[-1] = (key, runs[-1][1], i + 1)
+        else:
+            runs.append((key, i, i + 1))
+    return runs
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _leaky(z: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(z, LEAKY_SLOPE)
 
@@ -260,33 +288,41 @@ _ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu
 
 class _Optimiser:
     """SGD, SGD with momentum 0.9 and Adam, each model with its own kind, learning rate and L2,
-    written out as torch.optim.SGD and Adam compute them (elementwise, so batched is exact)."""
+    written out as torch.optim.SGD and Adam compute them (elementwise, so batched is exact). The
+    models that use Adam come last in the stack (``train_many`` orders them so): the first
+    ``sgd`` models take SGD's step, the others Adam's, each on its own slice."""
 
     def __init__(self, configs: Sequence[Config], params: list[tuple[str, torch.Tensor]]) -> None:
         on = params[0][1].device
-        self.params, self.step_count = params, 0
-        self.adam = torch.tensor([c.optimiser == "adam" for c in configs], device=on)
+        adam = [c.optimiser == "adam" for c in configs]
+        if adam != sorted(adam):
+            raise ValueError("the models that use Adam must come after all the others")
+        self.params, self.step_count, self.sgd = params, 0, adam.count(False)
         self.lr = torch.tensor([c.lr for c in configs], device=on)
         self.mu = torch.tensor([0.9 if c.optimiser == "momentum" else 0.0 for c in configs], device=on)
         self.l2 = torch.tensor([c.l2 for c in configs], device=on)
-        self.buf: list[torch.Tensor | None] = [None] * len(params)
-        self.m = [torch.zeros_like(p) for _, p in params]
-        self.v = [torch.zeros_like(p) for _, p in params]
+        self.buf: list[torch.Tensor | None] = [None] * len(params)          # the SGD models' momentum
+        self.m = [torch.zeros_like(p[self.sgd:]) for _, p in params]         # the Adam models' moments
+        self.v = [torch.zeros_like(p[self.sgd:]) for _, p in params]
 
     def select(self, rows: Sequence[int], params: list[tuple[str, torch.Tensor]]) -> None:
-        """Keep the state of the models ``rows`` only, for their new ``params``."""
-        index = torch.tensor(list(rows), dtype=torch.long, device=self.lr.device)
-        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
+        """Keep the state of the models ``rows`` (in increasing order) only, for their new ``params``."""
+        on = self.lr.device
+        index = lambda rs: torch.tensor(list(rs), dtype=torch.long, device=on)  # noqa: E731
+        pick = lambda t, rs: None if t is None else t.index_select(0, index(rs))  # noqa: E731
+        sgd_rows = [r for r in rows if r < self.sgd]
+        adam_rows = [r - self.sgd for r in rows if r >= self.sgd]
         self.params = params
-        self.adam, self.lr, self.mu, self.l2 = pick(self.adam), pick(self.lr), pick(self.mu), pick(self.l2)
-        self.buf, self.m, self.v = ([pick(t) for t in self.buf], [pick(t) for t in self.m],
-                                    [pick(t) for t in self.v])
+        self.lr, self.mu, self.l2 = pick(self.lr, rows), pick(self.mu, rows), pick(self.l2, rows)
+        self.buf = [pick(t, sgd_rows) for t in self.buf]
+        self.m, self.v = [pick(t, adam_rows) for t in self.m], [pick(t, adam_rows) for t in self.v]
+        self.sgd = len(sgd_rows)
 
     def step(self) -> None:
         self.step_count += 1
-        t = self.step_count
+        t, k = self.step_count, self.sgd
         b1, b2 = ADAM_BETAS
-        any_adam, all_adam, any_l2 = bool(self.adam.any()), bool(self.adam.all()), bool((self.l2 > 0).any())
+        any_l2 = bool((self.l2 > 0).any())
         with torch.no_grad():
             for i, (kind, p) in enumerate(self.params):
                 shape = (-1,) + (1,) * (p.dim() - 1)
@@ -295,18 +331,17 @@ class _Optimiser:
                     continue
                 if kind == "weight" and any_l2:
                     g = g + self.l2.view(shape) * p
-                update = None
-                if not all_adam:          # torch.optim.SGD: buf = g at the first step, then mu buf + g
-                    self.buf[i] = (g.clone() if self.buf[i] is None
-                                   else self.buf[i].mul_(self.mu.view(shape)).add_(g))
-                    update = self.lr.view(shape) * self.buf[i]
-                if any_adam:              # torch.optim.Adam, with its bias corrections
-                    self.m[i].lerp_(g, 1 - b1)
-                    self.v[i].mul_(b2).addcmul_(g, g, value=1 - b2)
+                if k > 0:                 # torch.optim.SGD: buf = g at the first step, then mu buf + g
+                    gs = g[:k]
+                    self.buf[i] = (gs.clone() if self.buf[i] is None
+                                   else self.buf[i].mul_(self.mu[:k].view(shape)).add_(gs))
+                    p[:k].sub_(self.lr[:k].view(shape) * self.buf[i])
+                if k < len(p):            # torch.optim.Adam, with its bias corrections
+                    ga = g[k:]
+                    self.m[i].lerp_(ga, 1 - b1)
+                    self.v[i].mul_(b2).addcmul_(ga, ga, value=1 - b2)
                     denom = (self.v[i].sqrt() / math.sqrt(1 - b2 ** t)).add_(ADAM_EPS)
-                    adam = (self.lr.view(shape) / (1 - b1 ** t)) * self.m[i] / denom
-                    update = adam if update is None else torch.where(self.adam.view(shape), adam, update)
-                p.sub_(update)
+                    p[k:].sub_((self.lr[k:].view(shape) / (1 - b1 ** t)) * self.m[i] / denom)
 
 
 def _check(configs: Sequence[Config], data: Data, seeds: Sequence[int]) -> tuple[list[Config], list[int]]:
@@ -333,10 +368,17 @@ def train_many(configs: Sequence[Config], data: Data, seeds: Sequence[int], *, p
     track_images = min(checks.integer(track_images, "track_images", 1), len(data.x_val))
     track_units = checks.integer(track_units, "track_units", 1, at_most=configs[0].width)
     start = time.perf_counter()
-    order = sorted(range(len(configs)), key=lambda i: (configs[i].activation, i))   # one run per activation
+    order = sorted(range(len(configs)), key=lambda i: (*_stack_order(configs[i]), i))
     runs = _Training([configs[i] for i in order], data, [seeds[i] for i in order], probe_every,
                      track_every, track_images, track_units).run()
     return in_given_order(runs, order, time.perf_counter() - start)
+
+
+def _stack_order(config: Config) -> tuple:
+    """Where a network goes in its batched model: Adam's last (the optimiser takes two slices),
+    and those that share an activation function, batch normalisation and residual connections
+    next to each other (the forward pass takes one slice per run of them)."""
+    return config.optimiser == "adam", config.activation, config.batch_norm, config.residual
 
 
 def moments_at_init(config: Config, x: torch.Tensor, y: torch.Tensor,
@@ -539,7 +581,7 @@ def activation_stats(stack: _Stack, acts: list[torch.Tensor]) -> dict[str, Array
         a = a.double()
         std, mean = torch.std_mean(a.flatten(1), dim=1)
         out["act_mean"][:, l], out["act_std"][:, l] = mean.cpu().numpy(), std.cpu().numpy()
-        for name, i, j in stack.runs:
+        for (name, _), i, j in stack.runs:
             part = a[i:j]
             if name == "sigmoid":
                 saturated = part * (1 - part) < SATURATION / 4
@@ -651,7 +693,7 @@ def _jobs(todo: list[tuple[Config, int]], parts: int) -> list[list[tuple[Config,
         groups.setdefault((c.depth, c.width, c.steps, c.batch_size), []).append((c, s))
     jobs = []
     for group in groups.values():
-        group.sort(key=lambda cs: cs[0].activation)        # a part then holds few activation functions
+        group.sort(key=lambda cs: _stack_order(cs[0]))       # a part then holds few runs of alike networks
         k = min(parts, len(group))
         bounds = [round(i * len(group) / k) for i in range(k + 1)]
         jobs += [group[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

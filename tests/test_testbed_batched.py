@@ -183,3 +183,19 @@ def test_runner_groups_networks_of_one_shape_into_balanced_jobs():
 def test_runner_errors(call, error, message):
     with pytest.raises(error, match=message):
         call(small_data())
+
+
+def test_a_diverging_network_among_other_optimisers_leaves_their_state_untouched():
+    # the stack orders Adam's models last and steps SGD's and Adam's on their own slices; a model
+    # that diverges leaves both slices, and every survivor trains on as it would alone
+    data = small_data(400)
+    wild = S.but(optimiser="momentum", lr=1e6)
+    configs = [S.but(optimiser="adam", lr=0.01), wild, S.but(optimiser="momentum", lr=0.01),
+               S.but(optimiser="adam", lr=0.003, batch_norm=True), S.but(residual=True, l2=0.01)]
+    batched = train_many(configs, data, [0, 1, 2, 3, 4])
+    assert [r.config for r in batched] == configs and batched[1].diverged
+    for i, config in enumerate(configs):
+        if i != 1:
+            assert not batched[i].diverged
+            np.testing.assert_array_equal(batched[i].losses, train_many([config], data, [i])[0].losses)
+            np.testing.assert_allclose(batched[i].losses, testbed.train(config, data, i).losses, rtol=1e-5)

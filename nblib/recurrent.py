@@ -49,18 +49,32 @@ def adding_problem(n: int, length: int, generator: torch.Generator | None = None
     checks.size(3 * n * length, "the sequences, 3 x n x length")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    x, y = assemble_adding_problem(*draw_adding_problem(n, length, generator))
+    on = as_device(on)
+    return x.to(on), y.to(on)
+
+
+def draw_adding_problem(n: int, length: int,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random part of ``adding_problem`` (arguments as there, unchecked): the values (n,
+    length) and the two marked positions (n,) each, one in each half of the sequence."""
     values = torch.rand(n, length, generator=generator)
     half = length // 2
     first = torch.randint(0, half, (n,), generator=generator)
     second = torch.randint(half, length, (n,), generator=generator)
-    markers = torch.zeros(n, length)
-    rows = torch.arange(n)
-    markers[rows, first] = 1.0
-    markers[rows, second] = 1.0
+    return values, first, second
+
+
+def assemble_adding_problem(values: torch.Tensor, first: torch.Tensor,
+                            second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (..., length, 2) and targets (...) from ``draw_adding_problem``'s draws (stacked
+    along any leading axes: several streams' draws make their sequences at once)."""
+    markers = torch.zeros_like(values)
+    markers.scatter_(-1, first.unsqueeze(-1), 1.0)
+    markers.scatter_(-1, second.unsqueeze(-1), 1.0)
     x = torch.stack([values, markers], dim=-1)
-    y = values[rows, first] + values[rows, second]
-    on = as_device(on)
-    return x.to(on), y.to(on)
+    marked = lambda at: values.gather(-1, at.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+    return x, marked(first) + marked(second)
 
 
 def _check_options(kind: str, nonlinearity: str, init: str, forget_bias: float | None) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from . import checks
-from .recurrent import BASELINE_MSE, Config, Run, adding_problem
+from .recurrent import (BASELINE_MSE, Config, Run, adding_problem, assemble_adding_problem,
+                        draw_adding_problem)
 from .runner import Workers, default_workers, in_given_order
 from .torchutil import as_device, seed_all
 
@@ -115,7 +116,11 @@ class Stack:
         xw = (torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H)
               .permute(2, 3, 0, 1, 4))
         relu = torch.tensor([name == "relu" for name in self.nonlinearities], device=x.device).view(-1, 1, 1)
-        h = _Unrolled.apply(xw.contiguous(), self.W_hh, self.b_hh, self.kind, relu)
+        xw = xw.contiguous()
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (xw, self.W_hh, self.b_hh)):
+            h = _Unrolled.apply(xw, self.W_hh, self.b_hh, self.kind, relu)
+        else:                                   # scoring: the same recurrence, without what backward keeps
+            h = _recur(None, xw, self.W_hh, self.b_hh, self.kind, relu)
         return torch.baddbmm(self.b_out, h, self.W_out).squeeze(-1)
 
     def _lstm_per_network(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,116 +220,139 @@ class _Unrolled(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw, W_hh, b_hh, kind, relu):
-        T, G, M, n, H = xw.shape
-        Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
-        bg = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3)                          # (G, M, 1, H)
-        hs = xw.new_zeros(T + 1, M, n, H)                                       # h_0 ... h_T
-        repeat = ((lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1
-                  else (lambda h: h))
-        if kind == "rnn":
-            x_b = xw[:, 0] + bg[0]
-            blocks = _blocks(relu)
-            for t in range(T):
-                a = torch.baddbmm(x_b[t], hs[t], Wg)
-                for is_relu, i, j in blocks:              # each block written straight into h_(t+1)
-                    if is_relu:
-                        torch.clamp(a[i:j], min=0, out=hs[t + 1, i:j])
-                    else:                                 # _tanh, in place
-                        torch.sigmoid(a[i:j].mul_(2), out=hs[t + 1, i:j]).mul_(2).sub_(1)
-            ctx.blocks = blocks
-            ctx.save_for_backward(hs, Wg, relu)
-        elif kind == "lstm":
-            # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
-            scale = xw.new_ones(G, 1, 1, 1)
-            scale[2] = 2.0
-            x_b = (xw + bg) * scale.unsqueeze(0)
-            Wg2 = (Wg.view(G, M, H, H) * scale).view(G * M, H, H)
-            acts = xw.new_empty(T, G, M, n, H)            # i, f, g, o after their functions
-            slopes = xw.new_empty(T, G, M, n, H)          # their derivatives: s (1 - s), and 1 - g^2 for g
-            out_slope = xw.new_empty(T, M, n, H)          # dh_t/dc_t = o (1 - tanh(c_t)^2)
-            cs = xw.new_zeros(T + 1, M, n, H)
-            tanh_c = xw.new_empty(T, M, n, H)
-            for t in range(T):
-                a = torch.baddbmm(x_b[t].view(G * M, n, H), repeat(hs[t]), Wg2).view(G, M, n, H)
-                s = torch.sigmoid(a, out=acts[t])
-                torch.mul(s, 1 - s, out=slopes[t])
-                slopes[t, 2].mul_(4)                      # 1 - g^2 = 4 s (1 - s)
-                s[2].mul_(2).sub_(1)                      # g = tanh(a_g)
-                i, f, g, o = s.unbind(0)
-                torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
-                tc = tanh_c[t]
-                tc.copy_(_tanh(cs[t + 1]))
-                torch.mul(o, tc, out=hs[t + 1])
-                torch.mul(o, 1 - tc * tc, out=out_slope[t])
-            ctx.save_for_backward(hs, Wg, acts, slopes, out_slope, cs, tanh_c)
-        else:
-            gates = xw.new_empty(T, G, M, n, H)           # r, z, n
-            h_ns = xw.new_empty(T, M, n, H)               # (h W_hh + b_hh)_n, which r multiplies
-            bg_flat = bg.reshape(G * M, 1, H)
-            for t in range(T):
-                gh = torch.baddbmm(bg_flat, repeat(hs[t]), Wg).view(G, M, n, H)
-                torch.sigmoid(xw[t, :2] + gh[:2], out=gates[t, :2])
-                h_ns[t] = gh[2]
-                r, z = gates[t, 0], gates[t, 1]
-                gates[t, 2] = _tanh(torch.addcmul(xw[t, 2], r, gh[2]))
-                n_t = gates[t, 2]
-                torch.addcmul(n_t, z, hs[t] - n_t, out=hs[t + 1])        # (1 - z) n + z h
-            ctx.save_for_backward(hs, Wg, gates, h_ns)
-        ctx.kind = kind
-        return hs[T].clone()
+        return _recur(ctx, xw, W_hh, b_hh, kind, relu)
 
     @staticmethod
     def backward(ctx, grad_h):
-        kind = ctx.kind
-        hs, Wg = ctx.saved_tensors[:2]
-        T = hs.shape[0] - 1
-        M, n, H = grad_h.shape
-        G = Wg.shape[0] // M
-        W_t = Wg.transpose(1, 2).contiguous()
-        dh = grad_h.contiguous()
-        da = hs.new_empty(T, G, M, n, H)                  # the gradient at each gate's input (xw's)
-        if kind == "rnn":
-            for t in range(T - 1, -1, -1):
-                for is_relu, i, j in ctx.blocks:
-                    h1 = hs[t + 1, i:j]
-                    torch.mul(dh[i:j], (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=da[t, 0, i:j])
-                dh = torch.bmm(da[t, 0], W_t)
-            d_hidden = da                                 # the gradient at h W_hh + b_hh
-        elif kind == "lstm":
-            acts, slopes, out_slope, cs, tanh_c = ctx.saved_tensors[2:]
-            dc = torch.zeros_like(dh)
-            for t in range(T - 1, -1, -1):
-                i, f, g, o = acts[t].unbind(0)
-                dc = torch.addcmul(dc, dh, out_slope[t])          # dL/dc_t
-                torch.mul(dc, g, out=da[t, 0])
-                torch.mul(dc, cs[t], out=da[t, 1])
-                torch.mul(dc, i, out=da[t, 2])
-                torch.mul(dh, tanh_c[t], out=da[t, 3])
-                da[t].mul_(slopes[t])                             # through each gate's function
-                dc = dc * f
-                dh = torch.bmm(da[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0)
-            d_hidden = da
-        else:
-            gates, h_ns = ctx.saved_tensors[2:]
-            r, z, n_all = gates.unbind(1)                 # each (T, M, n, H)
-            # the factors that do not depend on the incoming gradient, for all steps at once
-            to_n = (1 - z) * (1 - n_all * n_all)          # dh_t -> n's input
-            to_r = h_ns * r * (1 - r)                     # n's input -> r's input
-            to_z = (hs[:T] - n_all) * z * (1 - z)         # dh_t -> z's input
-            d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh
-            for t in range(T - 1, -1, -1):
-                dn = torch.mul(dh, to_n[t], out=da[t, 2])         # at n's input
-                torch.mul(dn, to_r[t], out=da[t, 0])
-                torch.mul(dh, to_z[t], out=da[t, 1])
-                d_hidden[t, :2] = da[t, :2]
-                torch.mul(dn, r[t], out=d_hidden[t, 2])
-                dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
-        # the weights' gradients, summed over all steps in one product each
-        h_prev = hs[:T].permute(1, 3, 0, 2).reshape(M, H, T * n)                      # (M, H, T n)
-        d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)             # (M, T n, G H)
-        dW = torch.bmm(h_prev, d_flat)
-        db = d_flat.sum(1, keepdim=True)
-        return da, dW, db, None, None
+        return _recur_backward(ctx, grad_h)
+
+
+def _recur(ctx: Any, xw: torch.Tensor, W_hh: torch.Tensor, b_hh: torch.Tensor, kind: str,
+           relu: torch.Tensor) -> torch.Tensor:
+    """``_Unrolled``'s forward pass. With ``ctx`` None (no gradient wanted: scoring on the test
+    sequences) the vanilla RNN and the GRU keep only what the next step needs (two hidden states
+    rather than T + 1) and compute the same numbers."""
+    keep = ctx is not None or kind == "lstm"
+    T, G, M, n, H = xw.shape
+    Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
+    bg = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3)                          # (G, M, 1, H)
+    at = (lambda t: t) if keep else (lambda t: t % 2)                       # where h_t is kept
+    hs = xw.new_empty(T + 1 if keep else 2, M, n, H)                        # h_0 ... h_T
+    hs[0].zero_()
+    repeat = ((lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1
+              else (lambda h: h))
+    if kind == "rnn":
+        x_b = xw[:, 0] + bg[0]
+        blocks = _blocks(relu)
+        for t in range(T):
+            a = torch.baddbmm(x_b[t], hs[at(t)], Wg)
+            h_next = hs[at(t + 1)]
+            for is_relu, i, j in blocks:              # each block written straight into h_(t+1)
+                if is_relu:
+                    torch.clamp(a[i:j], min=0, out=h_next[i:j])
+                else:                                 # _tanh, in place
+                    torch.sigmoid(a[i:j].mul_(2), out=h_next[i:j]).mul_(2).sub_(1)
+        if ctx is not None:
+            ctx.blocks = blocks
+            ctx.save_for_backward(hs, Wg, relu)
+    elif kind == "lstm":
+        # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
+        scale = xw.new_ones(G, 1, 1, 1)
+        scale[2] = 2.0
+        x_b = (xw + bg) * scale.unsqueeze(0)
+        Wg2 = (Wg.view(G, M, H, H) * scale).view(G * M, H, H)
+        acts = xw.new_empty(T, G, M, n, H)            # i, f, g, o after their functions
+        slopes = xw.new_empty(T, G, M, n, H)          # their derivatives: s (1 - s), and 1 - g^2 for g
+        out_slope = xw.new_empty(T, M, n, H)          # dh_t/dc_t = o (1 - tanh(c_t)^2)
+        cs = xw.new_zeros(T + 1, M, n, H)
+        tanh_c = xw.new_empty(T, M, n, H)
+        for t in range(T):
+            a = torch.baddbmm(x_b[t].view(G * M, n, H), repeat(hs[t]), Wg2).view(G, M, n, H)
+            s = torch.sigmoid(a, out=acts[t])
+            torch.mul(s, 1 - s, out=slopes[t])
+            slopes[t, 2].mul_(4)                      # 1 - g^2 = 4 s (1 - s)
+            s[2].mul_(2).sub_(1)                      # g = tanh(a_g)
+            i, f, g, o = s.unbind(0)
+            torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
+            tc = tanh_c[t]
+            tc.copy_(_tanh(cs[t + 1]))
+            torch.mul(o, tc, out=hs[t + 1])
+            torch.mul(o, 1 - tc * tc, out=out_slope[t])
+        if ctx is not None:
+            ctx.save_for_backward(hs, Wg, acts, slopes, out_slope, cs, tanh_c)
+    else:
+        kept = (lambda t: t) if keep else (lambda t: 0)                     # where step t's gates are kept
+        gates = xw.new_empty(T if keep else 1, G, M, n, H)                  # r, z, n
+        h_ns = xw.new_empty(T if keep else 1, M, n, H)          # (h W_hh + b_hh)_n, which r multiplies
+        bg_flat = bg.reshape(G * M, 1, H)
+        for t in range(T):
+            k, h = kept(t), hs[at(t)]
+            gh = torch.baddbmm(bg_flat, repeat(h), Wg).view(G, M, n, H)
+            torch.sigmoid(xw[t, :2] + gh[:2], out=gates[k, :2])
+            h_ns[k] = gh[2]
+            r, z = gates[k, 0], gates[k, 1]
+            gates[k, 2] = _tanh(torch.addcmul(xw[t, 2], r, gh[2]))
+            n_t = gates[k, 2]
+            torch.addcmul(n_t, z, h - n_t, out=hs[at(t + 1)])        # (1 - z) n + z h
+        if ctx is not None:
+            ctx.save_for_backward(hs, Wg, gates, h_ns)
+    if ctx is not None:
+        ctx.kind = kind
+    return hs[at(T)].clone()
+
+
+def _recur_backward(ctx: Any, grad_h: torch.Tensor) -> tuple:
+    """``_Unrolled``'s backward pass through time."""
+    kind = ctx.kind
+    hs, Wg = ctx.saved_tensors[:2]
+    T = hs.shape[0] - 1
+    M, n, H = grad_h.shape
+    G = Wg.shape[0] // M
+    W_t = Wg.transpose(1, 2).contiguous()
+    dh = grad_h.contiguous()
+    da = hs.new_empty(T, G, M, n, H)                  # the gradient at each gate's input (xw's)
+    if kind == "rnn":
+        for t in range(T - 1, -1, -1):
+            for is_relu, i, j in ctx.blocks:
+                h1 = hs[t + 1, i:j]
+                torch.mul(dh[i:j], (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=da[t, 0, i:j])
+            dh = torch.bmm(da[t, 0], W_t)
+        d_hidden = da                                 # the gradient at h W_hh + b_hh
+    elif kind == "lstm":
+        acts, slopes, out_slope, cs, tanh_c = ctx.saved_tensors[2:]
+        dc = torch.zeros_like(dh)
+        for t in range(T - 1, -1, -1):
+            i, f, g, o = acts[t].unbind(0)
+            dc = torch.addcmul(dc, dh, out_slope[t])          # dL/dc_t
+            torch.mul(dc, g, out=da[t, 0])
+            torch.mul(dc, cs[t], out=da[t, 1])
+            torch.mul(dc, i, out=da[t, 2])
+            torch.mul(dh, tanh_c[t], out=da[t, 3])
+            da[t].mul_(slopes[t])                             # through each gate's function
+            dc = dc * f
+            dh = torch.bmm(da[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0)
+        d_hidden = da
+    else:
+        gates, h_ns = ctx.saved_tensors[2:]
+        r, z, n_all = gates.unbind(1)                 # each (T, M, n, H)
+        # the factors that do not depend on the incoming gradient, for all steps at once
+        to_n = (1 - z) * (1 - n_all * n_all)          # dh_t -> n's input
+        to_r = h_ns * r * (1 - r)                     # n's input -> r's input
+        to_z = (hs[:T] - n_all) * z * (1 - z)         # dh_t -> z's input
+        d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh
+        for t in range(T - 1, -1, -1):
+            dn = torch.mul(dh, to_n[t], out=da[t, 2])         # at n's input
+            torch.mul(dn, to_r[t], out=da[t, 0])
+            torch.mul(dh, to_z[t], out=da[t, 1])
+            d_hidden[t, :2] = da[t, :2]
+            torch.mul(dn, r[t], out=d_hidden[t, 2])
+            dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
+    # the weights' gradients, summed over all steps in one product each
+    h_prev = hs[:T].permute(1, 3, 0, 2).reshape(M, H, T * n)                      # (M, H, T n)
+    d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)             # (M, T n, G H)
+    dW = torch.bmm(h_prev, d_flat)
+    db = d_flat.sum(1, keepdim=True)
+    return da, dW, db, None, None
 
 
 def _check(configs: Sequence[Config], seeds: Sequence[int]) -> tuple[list[Config], list[int]]:
@@ -389,9 +417,10 @@ class _Training:
         c0 = self.configs[0]
         for step in range(c0.steps):
             stack = self.stack
-            batch = [adding_problem(c0.batch, c0.length, self.streams[i], self.on) for i in self.alive]
-            x = torch.stack([b[0] for b in batch])
-            y = torch.stack([b[1] for b in batch])
+            # each network's sequences from its own stream, as adding_problem draws them, made at once
+            draws = [draw_adding_problem(c0.batch, c0.length, self.streams[i]) for i in self.alive]
+            x, y = assemble_adding_problem(*(torch.stack(d) for d in zip(*draws)))
+            x, y = x.to(self.on), y.to(self.on)
             params = stack.parameters()
             for p in params:
                 p.grad = None

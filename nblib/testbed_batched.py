@@ -140,6 +140,8 @@ class _Stack:
         self.bias_mask = (~self.bn).float()
         self.runs = _runs([(c.activation, c.batch_norm) for c in self.configs])   # ((act, bn), i, j)
         self.residual_runs = _runs([c.residual for c in self.configs])            # (residual, i, j)
+        self.aux_rows = [None if bool(m.all()) else torch.nonzero(m).view(-1).to(self.on)
+                         for m in self.aux_member.T]          # the models that have each head (None: all)
 
     def select(self, rows: Sequence[int]) -> "_Stack":
         """A stack of the models ``rows`` (copies of their tensors, no gradients)."""
@@ -177,8 +179,7 @@ class _Stack:
         its activations: each run of models with one activation function and one setting of
         batch_norm as one slice, so that no model computes what only another one needs."""
         zs, acts = [], []
-        for (name, bn), i, j in self.runs:
-            part = z if len(self.runs) == 1 else z[i:j]
+        for ((name, bn), i, j), part in zip(self.runs, _split(z, self.runs)):
             if bn:
                 part = self.batch_norm(part, l, training, i, j)
                 if training and self.any_noise:
@@ -189,8 +190,9 @@ class _Stack:
 
     def add_residual(self, h: torch.Tensor, a: torch.Tensor, l: int) -> torch.Tensor:
         """The next layer's input: h + scale * a in the residual models, a in the others."""
-        return _joined([h[i:j] + self.scale[i:j, l] * a[i:j] if res else a[i:j]
-                        for res, i, j in self.residual_runs])
+        runs = self.residual_runs
+        return _joined([h_part + scale * a_part if res else a_part for (res, _, _), h_part, a_part, scale
+                        in zip(runs, _split(h, runs), _split(a, runs), _split(self.scale[:, l], runs))])
 
     def forward(self, x: torch.Tensor, training: bool, keep: bool = False, inputs_of_last: bool = False):
         """Logits (M, B, 10), auxiliary logits, and (if ``keep``) each hidden layer's activations;
@@ -213,7 +215,9 @@ class _Stack:
                 h = a
             if l + 1 in self.aux_at:
                 k = self.aux_at.index(l + 1)
-                aux.append(torch.baddbmm(self.aux_b[k], h, self.aux_W[k]))
+                members = self.aux_rows[k]            # only the models that have this head compute it
+                pick = (lambda t: t) if members is None else (lambda t: t.index_select(0, members))  # noqa: E731
+                aux.append(torch.baddbmm(pick(self.aux_b[k]), pick(h), pick(self.aux_W[k])))
         logits = torch.baddbmm(self.head_b, h, self.head_W)
         return logits, aux, acts, z_last
 
@@ -234,25 +238,32 @@ class _Stack:
         its running averages)."""
         M, B, N = z.shape
         flat = z.transpose(0, 1).reshape(B, M * N)
+        gamma, beta = ((p if i == 0 and j == self.M else p.split([i, j - i, self.M - j])[1])
+                       for p in (self.gamma[l], self.beta[l]))          # split: its gradient is one cat
         out = F.batch_norm(flat, self.running_mean[l][i:j].view(-1), self.running_var[l][i:j].view(-1),
-                           self.gamma[l][i:j].reshape(-1), self.beta[l][i:j].reshape(-1), training,
-                           BN_MOMENTUM, BN_EPS)
+                           gamma.reshape(-1), beta.reshape(-1), training, BN_MOMENTUM, BN_EPS)
         return out.view(B, M, N).transpose(0, 1)
 
     def loss(self, logits: torch.Tensor, aux: list, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each model's main cross-entropy (M,) and its total loss with the auxiliary terms."""
         M, B = y.shape
-        ce = lambda out: F.cross_entropy(out.reshape(M * B, -1), y.reshape(-1),  # noqa: E731
-                                         reduction="none").view(M, B).mean(1)
-        main = ce(logits)
+        ce = lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),  # noqa: E731
+                                            reduction="none").view(len(y), B).mean(1)
+        main = ce(logits, y)
         total = main
         for k, out in enumerate(aux):
-            total = total + self.aux_weight[:, k] * ce(out)
+            members = self.aux_rows[k]
+            if members is None:
+                total = total + self.aux_weight[:, k] * ce(out, y)
+            else:
+                total = total.index_add(0, members, self.aux_weight[members, k] * ce(out, y[members]))
         return main, total
 
-    def accuracies(self, x: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> tuple[Array, Array]:
+    def accuracies(self, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> tuple[Array, Array]:
         """The fraction of (x, y) each model classifies right, in evaluation mode, (M,), and that
-        of each auxiliary head, (M, heads)."""
+        of each auxiliary head, (M, heads). ``batch`` images at a time: a thousand keep each
+        layer's activations of every model within the processor's cache (the logits do not
+        depend on it)."""
         right = torch.zeros(self.M, dtype=torch.float64)
         aux_right = torch.zeros(self.M, len(self.aux_at), dtype=torch.float64)
         with torch.no_grad():
@@ -260,7 +271,8 @@ class _Stack:
                 logits, aux_logits, _, _ = self.forward(x[i:i + batch], training=False)
                 right += (logits.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
                 for k, a in enumerate(aux_logits):
-                    aux_right[:, k] += (a.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
+                    rows = slice(None) if self.aux_rows[k] is None else self.aux_rows[k].cpu()
+                    aux_right[rows, k] += (a.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
         return (right / len(x)).numpy(), (aux_right / len(x)).numpy()
 
 
@@ -273,6 +285,12 @@ def _runs(keys: Sequence) -> list[tuple]:
         else:
             runs.append((key, i, i + 1))
     return runs
+
+
+def _split(t: torch.Tensor, runs: list[tuple]) -> list[torch.Tensor]:
+    """``t`` cut along its first axis into the runs' slices (views; the gradient of a split is one
+    cat, where that of each slice taken alone would be a tensor of zeros the size of ``t``)."""
+    return [t] if len(runs) == 1 else list(t.split([j - i for _, i, j in runs]))
 
 
 def _joined(parts: list[torch.Tensor]) -> torch.Tensor:

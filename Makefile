@@ -133,8 +133,12 @@ lint: setup
 # NBVAL_SANITIZE=tests/nbval_sanitize_portable.cfg for a run elsewhere than the pinned CPU
 # environment (a GPU, say): it leaves out glued values printed to full precision.
 NBVAL_SANITIZE ?= tests/nbval_sanitize.cfg
+# Two notebooks at a time, each on one core: a torch chapter trains in its own kernel
+# (NBLIB_WORKERS=1) on one thread (OMP_NUM_THREADS=1) rather than starting two more processes
+# on the cores the other notebook is using. A seeded run gives the same numbers either way.
+NBVAL_ENV := $(if $(filter 0 1,$(NBVAL_WORKERS)),,NBLIB_WORKERS=1 OMP_NUM_THREADS=1)
 nbval: data
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(NBVAL_SANITIZE) \
+	$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(NBVAL_SANITIZE) \
 		-p no:cacheprovider -n $(NBVAL_WORKERS) --dist loadfile $(NBVAL_NOTEBOOKS)
 
 nbcheck:

@@ -20,8 +20,19 @@ DEFAULT_MAX_WORKERS = 4
 
 
 def default_workers(on_cpu: bool) -> int:
-    """One per core on a CPU, at most 4 (more only wait on memory); 1 on a GPU."""
-    return min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS) if on_cpu else 1
+    """One per core on a CPU, at most 4 (more only wait on memory), or at most the environment
+    variable NBLIB_WORKERS where it is set (1: train in this process; ``make nbval`` sets it, as
+    it runs two notebooks at a time, one per core); 1 on a GPU."""
+    if not on_cpu:
+        return 1
+    workers = min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
+    cap = os.environ.get("NBLIB_WORKERS", "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"the environment variable NBLIB_WORKERS must be a whole number of at "
+                             f"least 1 (the most worker processes to start), got {cap!r}")
+        workers = min(workers, int(cap))
+    return workers
 
 
 def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None:

@@ -1,5 +1,7 @@
 """nblib.runner: jobs on worker processes, costliest first, answers in the jobs' order."""
 
+import os
+
 import pytest
 
 pytest.importorskip("torch")
@@ -55,3 +57,15 @@ def test_runs_trained_in_another_order_come_back_in_the_given_one_with_their_sha
     assert [r.name for r in back] == ["a", "b", "c"] and all(r.seconds == 2.0 for r in back)
     with pytest.raises(ValueError, match="order must be a permutation of 0..2"):
         runner.in_given_order(trained, [0, 0, 1], seconds=1.0)
+
+
+def test_nblib_workers_caps_the_worker_processes(monkeypatch):
+    monkeypatch.setenv("NBLIB_WORKERS", "1")
+    assert runner.default_workers(on_cpu=True) == 1
+    monkeypatch.setenv("NBLIB_WORKERS", "64")                   # a cap, never more than the default
+    assert runner.default_workers(on_cpu=True) == min(os.cpu_count() or 1, runner.DEFAULT_MAX_WORKERS)
+    assert runner.default_workers(on_cpu=False) == 1
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("NBLIB_WORKERS", bad)
+        with pytest.raises(ValueError, match=r"NBLIB_WORKERS must be a whole number of at least 1 .* got"):
+            runner.default_workers(on_cpu=True)

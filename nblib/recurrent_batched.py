@@ -35,7 +35,7 @@ import torch
 from . import checks
 from .recurrent import (BASELINE_MSE, Config, Run, adding_problem, assemble_adding_problem,
                         draw_adding_problem)
-from .runner import Workers, default_workers, in_given_order
+from .runner import default_workers, in_given_order, shared_workers
 from .torchutil import as_device, seed_all
 
 Array = np.ndarray
@@ -517,8 +517,9 @@ def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Seque
     all configs, or a dict giving each config's name its own list. The networks are trained as
     batched models (:func:`train_many`): all those of one shape (kind, length,
     hidden units, steps, batch) together. On a CPU these groups go to ``workers`` single-threaded
-    processes (default: one per core, at most 4), a group split in two where that balances the
-    work; on a GPU they run one after another. The groups depend only on the configs and seeds
+    processes (default: one per core, at most 4; they are kept for the next call, see
+    ``runner.shared_workers``), a group split in two where that balances the work; on a GPU they
+    run one after another. The groups depend only on the configs and seeds
     asked for, so a call gives the same numbers every time, in this process or in workers (a
     network batched with others agrees with one trained alone to float rounding)."""
     if not isinstance(configs, dict) or not configs:
@@ -538,9 +539,8 @@ def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Seque
                else default_workers(on_cpu))
     todo = list(dict.fromkeys((c, s) for name, c in configs.items() for s in seeds_of[name]))
     jobs = _jobs(todo, workers)
-    with Workers(workers) as pool:
-        answers = pool.run(_train_job, jobs, cost=lambda job: job_cost(job[0][0], len(job)), desc=desc,
-                           progress=progress)
+    answers = shared_workers(workers).run(_train_job, jobs, cost=lambda job: job_cost(job[0][0], len(job)),
+                                          desc=desc, progress=progress)
     results = {key: run for job, runs in zip(jobs, answers) for key, run in zip(job, runs)}
     return {name: [results[(c, s)] for s in seeds_of[name]] for name, c in configs.items()}
 

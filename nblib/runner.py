@@ -9,8 +9,10 @@ gives the same numbers wherever it runs."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 from . import checks
@@ -74,10 +76,17 @@ class Workers:
             else:
                 pool = self._start()
                 futures = {pool.submit(train, jobs[i]): i for i in order}
-                for f in as_completed(futures):
-                    i = futures[f]
-                    results[i] = _answer(f.result(), jobs[i])
-                    shown.update(len(jobs[i]))
+                try:
+                    for f in as_completed(futures):
+                        i = futures[f]
+                        results[i] = _answer(f.result(), jobs[i])
+                        shown.update(len(jobs[i]))
+                except BaseException as exc:          # the other jobs are not waited for
+                    for f in futures:
+                        f.cancel()
+                    if isinstance(exc, BrokenProcessPool):
+                        self.close()                  # a process died: the next run starts new ones
+                    raise
         return results        # type: ignore[return-value]
 
     def _start(self) -> ProcessPoolExecutor:
@@ -100,6 +109,27 @@ class Workers:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_SHARED: dict[int, Workers] = {}
+
+
+def shared_workers(workers: int) -> Workers:
+    """A pool of ``workers`` processes (without an initializer) kept for the next caller that asks
+    for as many, as joblib's reusable executor is, so that a chapter calling ``train_all`` three
+    times starts its processes once; stopped when Python exits (or by ``close()``, after which the
+    next call starts a new one)."""
+    workers = checks.integer(workers, "workers", 1, at_most=64)
+    if workers not in _SHARED:
+        if not _SHARED:
+            atexit.register(_close_shared)
+        _SHARED[workers] = Workers(workers)
+    return _SHARED[workers]
+
+
+def _close_shared() -> None:
+    for pool in _SHARED.values():
+        pool.close()
 
 
 def _answer(result: Any, job: list[Any]) -> list[Any]:

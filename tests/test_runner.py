@@ -8,6 +8,10 @@ pytest.importorskip("torch")
 
 from nblib import runner  # noqa: E402
 
+def dies(job: list[int]) -> list[int]:
+    os._exit(3)                 # the worker process dies, as it would if it ran out of memory
+
+
 def squares(job: list[int]) -> list[int]:
     return [x * x for x in job]
 
@@ -69,3 +73,25 @@ def test_nblib_workers_caps_the_worker_processes(monkeypatch):
         monkeypatch.setenv("NBLIB_WORKERS", bad)
         with pytest.raises(ValueError, match=r"NBLIB_WORKERS must be a whole number of at least 1 .* got"):
             runner.default_workers(on_cpu=True)
+
+
+def test_shared_workers_are_kept_for_the_next_caller_and_restart_after_close():
+    pool = runner.shared_workers(2)
+    assert runner.shared_workers(2) is pool and runner.shared_workers(1) is not pool
+    assert pool.run(squares, [[1, 2], [3]], progress=False) == [[1, 4], [9]]
+    started = pool._pool
+    assert pool.run(squares, [[4], [5]], progress=False) == [[16], [25]] and pool._pool is started
+    pool.close()
+    assert pool.run(squares, [[6], [7]], progress=False) == [[36], [49]]      # a new pool, same answers
+    pool.close()
+    with pytest.raises(ValueError, match="workers must be"):
+        runner.shared_workers(0)
+
+
+def test_a_pool_whose_process_died_says_so_and_starts_afresh_next_time():
+    from concurrent.futures.process import BrokenProcessPool
+    pool = runner.shared_workers(2)
+    with pytest.raises(BrokenProcessPool):
+        pool.run(dies, [[1], [2]], progress=False)
+    assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
+    pool.close()

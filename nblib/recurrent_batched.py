@@ -35,7 +35,7 @@ import torch
 from . import checks
 from .recurrent import (BASELINE_MSE, Config, Run, adding_problem, assemble_adding_problem,
                         draw_adding_problem)
-from .runner import default_workers, in_given_order, shared_workers
+from .runner import default_workers, in_given_order, runs_of_equal, shared_workers
 from .torchutil import as_device, seed_all
 
 Array = np.ndarray
@@ -74,12 +74,7 @@ class Stack:
 
     def _settle(self) -> None:
         self.M = len(self.nonlinearities)
-        self.runs: list[tuple[str, int, int]] = []       # (nonlinearity, first model, last model + 1)
-        for i, name in enumerate(self.nonlinearities):
-            if self.runs and self.runs[-1][0] == name:
-                self.runs[-1] = (name, self.runs[-1][1], i + 1)
-            else:
-                self.runs.append((name, i, i + 1))
+        self.runs = runs_of_equal(self.nonlinearities)     # (nonlinearity, first model, last model + 1)
         if len({a for a, _, _ in self.runs}) != len(self.runs):
             raise ValueError("networks that share a nonlinearity must be next to each other")
 
@@ -191,14 +186,7 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
 
 def _blocks(relu: torch.Tensor) -> list[tuple[bool, int, int]]:
     """The runs of consecutive networks that share a nonlinearity: (is ReLU, first, last + 1)."""
-    flags = [bool(v) for v in relu.view(-1).tolist()]
-    blocks: list[tuple[bool, int, int]] = []
-    for m, flag in enumerate(flags):
-        if blocks and blocks[-1][0] == flag:
-            blocks[-1] = (flag, blocks[-1][1], m + 1)
-        else:
-            blocks.append((flag, m, m + 1))
-    return blocks
+    return runs_of_equal([bool(v) for v in relu.view(-1).tolist()])
 
 
 class _Unrolled(torch.autograd.Function):

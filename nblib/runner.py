@@ -139,6 +139,18 @@ def _answer(result: Any, job: list[Any]) -> list[Any]:
     return result
 
 
+def runs_of_equal(keys: Sequence[Any]) -> list[tuple[Any, int, int]]:
+    """The maximal runs of equal neighbouring keys, (key, first index, last index + 1) each: the
+    slices in which a batched model treats its networks alike."""
+    runs: list[tuple[Any, int, int]] = []
+    for i, key in enumerate(keys):
+        if runs and runs[-1][0] == key:
+            runs[-1] = (key, runs[-1][1], i + 1)
+        else:
+            runs.append((key, i, i + 1))
+    return runs
+
+
 def in_given_order(runs: list[Any], order: Sequence[int], seconds: float) -> list[Any]:
     """Runs trained in the order ``order`` (``runs[k]`` is the network given at ``order[k]``) put
     back in the order they were given, each with its share of the ``seconds`` they took together

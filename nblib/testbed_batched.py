@@ -43,7 +43,7 @@ from .degeneracy import spectrum_effective_rank
 from .probe import METRICS, History
 from .initialisation import LEAKY_SLOPE
 from .testbed import N_CLASSES, Config, Data, DeepMLP, Run, checked_batch, noise_draw, noise_generator
-from .runner import Workers, default_workers, in_given_order
+from .runner import Workers, default_workers, in_given_order, runs_of_equal
 from .torchutil import seed_all
 
 Array = np.ndarray
@@ -138,8 +138,8 @@ class _Stack:
         self.any_noise = any(a > 0 for a in self.noise)
         self.learning_scales = bool(self.learn_scale.any())
         self.bias_mask = (~self.bn).float()
-        self.runs = _runs([(c.activation, c.batch_norm) for c in self.configs])   # ((act, bn), i, j)
-        self.residual_runs = _runs([c.residual for c in self.configs])            # (residual, i, j)
+        self.runs = runs_of_equal([(c.activation, c.batch_norm) for c in self.configs])   # ((act, bn), i, j)
+        self.residual_runs = runs_of_equal([c.residual for c in self.configs])            # (residual, i, j)
         self.aux_rows = [None if bool(m.all()) else torch.nonzero(m).view(-1).to(self.on)
                          for m in self.aux_member.T]          # the models that have each head (None: all)
 
@@ -274,17 +274,6 @@ class _Stack:
                     rows = slice(None) if self.aux_rows[k] is None else self.aux_rows[k].cpu()
                     aux_right[rows, k] += (a.argmax(-1) == y[i:i + batch]).double().sum(1).cpu()
         return (right / len(x)).numpy(), (aux_right / len(x)).numpy()
-
-
-def _runs(keys: Sequence) -> list[tuple]:
-    """The maximal runs of equal neighbouring keys: (key, first index, last index + 1) each."""
-    runs: list[tuple] = []
-    for i, key in enumerate(keys):
-        if runs and runs[-1][0] == key:
-            runs[-1] = (key, runs[-1][1], i + 1)
-        else:
-            runs.append((key, i, i + 1))
-    return runs
 
 
 def _split(t: torch.Tensor, runs: list[tuple]) -> list[torch.Tensor]:

@@ -95,3 +95,8 @@ def test_a_pool_whose_process_died_says_so_and_starts_afresh_next_time():
         pool.run(dies, [[1], [2]], progress=False)
     assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
     pool.close()
+
+
+def test_runs_of_equal_neighbours():
+    assert runner.runs_of_equal(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
+    assert runner.runs_of_equal([]) == [] and runner.runs_of_equal([(1, True)]) == [((1, True), 0, 1)]

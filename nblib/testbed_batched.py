@@ -173,11 +173,12 @@ class _Stack:
         return params
 
     # --- the forward pass ------------------------------------------------------------------------
-    def normalise_and_activate(self, z: torch.Tensor, l: int,
-                               training: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer l's weighted inputs after batch normalisation (in the models that have it), and
-        its activations: each run of models with one activation function and one setting of
-        batch_norm as one slice, so that no model computes what only another one needs."""
+    def normalise_and_activate(self, z: torch.Tensor, l: int, training: bool,
+                               want_z: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Layer l's weighted inputs after batch normalisation (in the models that have it; only
+        ``want_z``, else None), and its activations: each run of models with one activation
+        function and one setting of batch_norm as one slice, so that no model computes what only
+        another one needs."""
         zs, acts = [], []
         for ((name, bn), i, j), part in zip(self.runs, _split(z, self.runs)):
             if bn:
@@ -186,7 +187,7 @@ class _Stack:
                     part = self.add_noise(part, i, j)
             zs.append(part)
             acts.append(_ACTIVATIONS[name](part))
-        return _joined(zs), _joined(acts)
+        return (_joined(zs) if want_z else None), _joined(acts)
 
     def add_residual(self, h: torch.Tensor, a: torch.Tensor, l: int) -> torch.Tensor:
         """The next layer's input: h + scale * a in the residual models, a in the others."""
@@ -202,8 +203,9 @@ class _Stack:
         for l in range(self.depth):
             bias = self.b[l] * self.bias_mask
             z = torch.baddbmm(bias, h, self.W[l]) if h.dim() == 3 else torch.matmul(h, self.W[l]) + bias
-            z, a = self.normalise_and_activate(z, l, training)
-            if inputs_of_last and l == self.depth - 1:
+            last = inputs_of_last and l == self.depth - 1
+            z, a = self.normalise_and_activate(z, l, training, want_z=last)
+            if last:
                 z_last = z.detach()
             if keep:
                 if a.requires_grad:

@@ -106,12 +106,10 @@ class Stack:
         M, n, T, _ = x.shape
         if self.kind == "lstm":
             return self._lstm_per_network(x)
-        # the input's contribution at every step and gate at once, time and gate first: (T, G, M, n, H)
+        # the input's contribution at every step and gate at once: (M, T, n, G, H), a view of (M, n, T, G, H)
         G, H = GATES[self.kind], self.hidden
-        xw = (torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H)
-              .permute(2, 3, 0, 1, 4))
+        xw = torch.baddbmm(self.b_ih, x.reshape(M, n * T, 2), self.W_ih).view(M, n, T, G, H).transpose(1, 2)
         relu = torch.tensor([name == "relu" for name in self.nonlinearities], device=x.device).view(-1, 1, 1)
-        xw = xw.contiguous()
         if torch.is_grad_enabled() and any(t.requires_grad for t in (xw, self.W_hh, self.b_hh)):
             h = _Unrolled.apply(xw, self.W_hh, self.b_hh, self.kind, relu)
         else:                                   # scoring: the same recurrence, without what backward keeps
@@ -178,32 +176,30 @@ class Stack:
         return grad.norm(dim=-1).mean(dim=1).double().cpu().numpy()
 
 
-def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) as 2 sigmoid(2x) - 1: within 2e-7 of torch.tanh (float32 rounds 1 to 1.2e-7), and
-    two to three times faster on a CPU, where tanh is the costliest operation of a recurrent step."""
-    return torch.sigmoid(x * 2).mul_(2).sub_(1)
-
-
 def _blocks(relu: torch.Tensor) -> list[tuple[bool, int, int]]:
     """The runs of consecutive networks that share a nonlinearity: (is ReLU, first, last + 1)."""
     return runs_of_equal([bool(v) for v in relu.view(-1).tolist()])
 
 
 class _Unrolled(torch.autograd.Function):
-    """The recurrence over all T steps for M networks at once, with the backward pass through
-    time written out by hand: a few batched operations per step on contiguous tensors, instead
-    of autograd's graph of a dozen nodes per step on slices of the gates. The gates are kept
-    gate-major, (G, M, n, H), so that each gate is one contiguous block.
+    """The recurrence of the vanilla RNN or the GRU over all T steps for M networks at once, with
+    the backward pass through time written out by hand: a few batched operations per step,
+    instead of autograd's graph of a dozen nodes per step on slices of the gates. The gates are
+    kept gate-major, (G, M, n, H), so that each gate is one block. (The LSTM trains through
+    PyTorch's fused ``torch.lstm``, see ``Stack._lstm_per_network``.)
 
-    Inputs: ``xw`` (T, G, M, n, H), the input's contribution x W_ih + b_ih at every step and gate;
-    ``W_hh`` (M, H, G H); ``b_hh`` (M, 1, G H) (G gates in PyTorch's order: 1 for the RNN; i, f, g,
-    o for the LSTM; r, z, n for the GRU); ``relu`` (M, 1, 1), which vanilla RNNs use ReLU rather
-    than tanh. Output: the last hidden state, (M, n, H). The equations (PyTorch's):
+    Inputs: ``xw`` (M, T, n, G, H), the input's contribution x W_ih + b_ih at every step and
+    gate; ``W_hh`` (M, H, G H); ``b_hh`` (M, 1, G H) (G gates in PyTorch's order: 1 for the RNN;
+    r, z, n for the GRU); ``relu`` (M, 1, 1), which vanilla RNNs use ReLU rather than tanh.
+    Output: the last hidden state, (M, n, H). The equations (PyTorch's):
 
     - RNN:  h_t = phi(a_t), a_t = xw_t + h_(t-1) W_hh + b_hh
-    - LSTM: (i, f, g, o) = (sigma, sigma, tanh, sigma)(a_t); c_t = f c_(t-1) + i g; h_t = o tanh(c_t)
     - GRU:  (r, z) = sigma(xw_rz + (h W_hh + b_hh)_rz); n = tanh(xw_n + r (h W_hh + b_hh)_n);
             h_t = (1 - z) n + z h_(t-1)
+
+    The gradient for ``xw`` comes back laid out as ``xw`` is in memory, so that autograd passes it
+    on without a copy; the hidden states are kept model first, (M, T + 1, n, H), so that the
+    weights' gradient, summed over all steps, is one product over a view of them.
     """
 
     @staticmethod
@@ -218,127 +214,105 @@ class _Unrolled(torch.autograd.Function):
 def _recur(ctx: Any, xw: torch.Tensor, W_hh: torch.Tensor, b_hh: torch.Tensor, kind: str,
            relu: torch.Tensor) -> torch.Tensor:
     """``_Unrolled``'s forward pass. With ``ctx`` None (no gradient wanted: scoring on the test
-    sequences) the vanilla RNN and the GRU keep only what the next step needs (two hidden states
-    rather than T + 1) and compute the same numbers."""
-    keep = ctx is not None or kind == "lstm"
-    T, G, M, n, H = xw.shape
-    Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
-    bg = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3)                          # (G, M, 1, H)
-    at = (lambda t: t) if keep else (lambda t: t % 2)                       # where h_t is kept
-    hs = xw.new_empty(T + 1 if keep else 2, M, n, H)                        # h_0 ... h_T
-    hs[0].zero_()
-    repeat = ((lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)) if G > 1
-              else (lambda h: h))
+    sequences) it keeps only what the next step needs (two hidden states rather than T + 1) and
+    computes the same numbers. Every step's tensors are views taken once, before the loop."""
+    if kind not in ("rnn", "gru"):
+        raise ValueError(f"kind must be 'rnn' or 'gru' (the LSTM trains through torch.lstm), got {kind!r}")
+    keep = ctx is not None
+    M, T, n, G, H = xw.shape
+    hs = xw.new_empty(M, T + 1 if keep else 2, n, H)                        # h_0 ... h_T
+    hs[:, 0].zero_()
+    h = _steps(hs, T + 1, keep)                                             # h[t]: a view of h_t
     if kind == "rnn":
-        x_b = xw[:, 0] + bg[0]
+        x_b = (xw[:, :, :, 0] + b_hh.view(M, 1, 1, H)).unbind(1)
         blocks = _blocks(relu)
         for t in range(T):
-            a = torch.baddbmm(x_b[t], hs[at(t)], Wg)
-            h_next = hs[at(t + 1)]
+            a = torch.baddbmm(x_b[t], h[t], W_hh)
             for is_relu, i, j in blocks:              # each block written straight into h_(t+1)
+                a_ij, h_ij = (a, h[t + 1]) if len(blocks) == 1 else (a[i:j], h[t + 1][i:j])
                 if is_relu:
-                    torch.clamp(a[i:j], min=0, out=h_next[i:j])
-                else:                                 # _tanh, in place
-                    torch.sigmoid(a[i:j].mul_(2), out=h_next[i:j]).mul_(2).sub_(1)
+                    torch.clamp(a_ij, min=0, out=h_ij)
+                else:                 # tanh(a) = 2 sigma(2a) - 1: within 2e-7 of tanh, 2-3x faster on a CPU
+                    torch.sigmoid(a_ij.mul_(2), out=h_ij).mul_(2).sub_(1)
         if ctx is not None:
             ctx.blocks = blocks
-            ctx.save_for_backward(hs, Wg, relu)
-    elif kind == "lstm":
-        # tanh(a_g) = 2 sigma(2 a_g) - 1: with the g gate's inputs doubled, one sigmoid serves all four
-        scale = xw.new_ones(G, 1, 1, 1)
-        scale[2] = 2.0
-        x_b = (xw + bg) * scale.unsqueeze(0)
-        Wg2 = (Wg.view(G, M, H, H) * scale).view(G * M, H, H)
-        acts = xw.new_empty(T, G, M, n, H)            # i, f, g, o after their functions
-        slopes = xw.new_empty(T, G, M, n, H)          # their derivatives: s (1 - s), and 1 - g^2 for g
-        out_slope = xw.new_empty(T, M, n, H)          # dh_t/dc_t = o (1 - tanh(c_t)^2)
-        cs = xw.new_zeros(T + 1, M, n, H)
-        tanh_c = xw.new_empty(T, M, n, H)
-        for t in range(T):
-            a = torch.baddbmm(x_b[t].view(G * M, n, H), repeat(hs[t]), Wg2).view(G, M, n, H)
-            s = torch.sigmoid(a, out=acts[t])
-            torch.mul(s, 1 - s, out=slopes[t])
-            slopes[t, 2].mul_(4)                      # 1 - g^2 = 4 s (1 - s)
-            s[2].mul_(2).sub_(1)                      # g = tanh(a_g)
-            i, f, g, o = s.unbind(0)
-            torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
-            tc = tanh_c[t]
-            tc.copy_(_tanh(cs[t + 1]))
-            torch.mul(o, tc, out=hs[t + 1])
-            torch.mul(o, 1 - tc * tc, out=out_slope[t])
-        if ctx is not None:
-            ctx.save_for_backward(hs, Wg, acts, slopes, out_slope, cs, tanh_c)
+            ctx.save_for_backward(hs, W_hh)
     else:
-        kept = (lambda t: t) if keep else (lambda t: 0)                     # where step t's gates are kept
+        # the gates gate-major, (G, M, n, H), so that one batched product serves the three
+        Wg = W_hh.view(M, H, G, H).permute(2, 0, 1, 3).reshape(G * M, H, H)     # one (H, H) block per gate
+        bg_flat = b_hh.view(M, 1, G, H).permute(2, 0, 1, 3).reshape(G * M, 1, H)
         gates = xw.new_empty(T if keep else 1, G, M, n, H)                  # r, z, n
-        h_ns = xw.new_empty(T if keep else 1, M, n, H)          # (h W_hh + b_hh)_n, which r multiplies
-        bg_flat = bg.reshape(G * M, 1, H)
+        hidden = xw.new_empty(T if keep else 1, G, M, n, H)                 # h W_hh + b_hh, gate by gate
+        x_rz, x_n = xw[:, :, :, :2].permute(1, 3, 0, 2, 4).unbind(0), xw[:, :, :, 2].unbind(1)
+        rz, r, z, n_gate = (_steps(v, T, keep, 0)
+                            for v in (gates[:, :2], gates[:, 0], gates[:, 1], gates[:, 2]))
+        h_all, h_rz, h_n = (_steps(v, T, keep, 0)
+                            for v in (hidden.view(-1, G * M, n, H), hidden[:, :2], hidden[:, 2]))
+        repeat = lambda h: h.unsqueeze(0).expand(G, M, n, H).reshape(G * M, n, H)   # noqa: E731
         for t in range(T):
-            k, h = kept(t), hs[at(t)]
-            gh = torch.baddbmm(bg_flat, repeat(h), Wg).view(G, M, n, H)
-            torch.sigmoid(xw[t, :2] + gh[:2], out=gates[k, :2])
-            h_ns[k] = gh[2]
-            r, z = gates[k, 0], gates[k, 1]
-            gates[k, 2] = _tanh(torch.addcmul(xw[t, 2], r, gh[2]))
-            n_t = gates[k, 2]
-            torch.addcmul(n_t, z, h - n_t, out=hs[at(t + 1)])        # (1 - z) n + z h
+            torch.baddbmm(bg_flat, repeat(h[t]), Wg, out=h_all[t])
+            torch.sigmoid(x_rz[t] + h_rz[t], out=rz[t])
+            a_n = torch.addcmul(x_n[t], r[t], h_n[t])
+            torch.sigmoid(a_n.mul_(2), out=n_gate[t]).mul_(2).sub_(1)      # tanh, as for the RNN
+            torch.addcmul(n_gate[t], z[t], h[t] - n_gate[t], out=h[t + 1])  # (1 - z) n + z h
         if ctx is not None:
-            ctx.save_for_backward(hs, Wg, gates, h_ns)
+            ctx.save_for_backward(hs, Wg, gates, hidden)
     if ctx is not None:
-        ctx.kind = kind
-    return hs[at(T)].clone()
+        ctx.kind, ctx.xw_layout = kind, (xw.shape, xw.stride())
+    return h[T].clone()
+
+
+def _steps(buffer: torch.Tensor, count: int, keep: bool, axis: int = 1) -> list[torch.Tensor]:
+    """Views of ``buffer`` along its time axis for steps 0 ... count - 1: one per step if
+    ``keep``, else the buffer's slots taken in turn (two for hidden states, one for gates)."""
+    slots = buffer.unbind(axis)
+    return list(slots) if keep else [slots[t % len(slots)] for t in range(count)]
 
 
 def _recur_backward(ctx: Any, grad_h: torch.Tensor) -> tuple:
     """``_Unrolled``'s backward pass through time."""
     kind = ctx.kind
-    hs, Wg = ctx.saved_tensors[:2]
-    T = hs.shape[0] - 1
-    M, n, H = grad_h.shape
-    G = Wg.shape[0] // M
-    W_t = Wg.transpose(1, 2).contiguous()
+    hs, W = ctx.saved_tensors[:2]
+    M, T, n, H = hs.shape[0], hs.shape[1] - 1, hs.shape[2], hs.shape[3]
+    G = W.shape[0] // M if kind == "gru" else 1
+    W_t = W.transpose(1, 2).contiguous()              # W_hh, or for the GRU its gate-major blocks
     dh = grad_h.contiguous()
-    da = hs.new_empty(T, G, M, n, H)                  # the gradient at each gate's input (xw's)
+    da = hs.new_empty_strided(*ctx.xw_layout)         # the gradient at each gate's input, laid out as xw is
+    h = hs.unbind(1)
     if kind == "rnn":
+        d_flat = hs.new_empty(M, T * n, H)            # the gradient at h W_hh + b_hh (and at xw: the same)
+        d_step = d_flat.view(M, T, n, H).unbind(1)
         for t in range(T - 1, -1, -1):
             for is_relu, i, j in ctx.blocks:
-                h1 = hs[t + 1, i:j]
-                torch.mul(dh[i:j], (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=da[t, 0, i:j])
-            dh = torch.bmm(da[t, 0], W_t)
-        d_hidden = da                                 # the gradient at h W_hh + b_hh
-    elif kind == "lstm":
-        acts, slopes, out_slope, cs, tanh_c = ctx.saved_tensors[2:]
-        dc = torch.zeros_like(dh)
-        for t in range(T - 1, -1, -1):
-            i, f, g, o = acts[t].unbind(0)
-            dc = torch.addcmul(dc, dh, out_slope[t])          # dL/dc_t
-            torch.mul(dc, g, out=da[t, 0])
-            torch.mul(dc, cs[t], out=da[t, 1])
-            torch.mul(dc, i, out=da[t, 2])
-            torch.mul(dh, tanh_c[t], out=da[t, 3])
-            da[t].mul_(slopes[t])                             # through each gate's function
-            dc = dc * f
-            dh = torch.bmm(da[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0)
-        d_hidden = da
+                d_ij, dh_ij, h1 = ((d_step[t], dh, h[t + 1]) if len(ctx.blocks) == 1
+                                   else (d_step[t][i:j], dh[i:j], h[t + 1][i:j]))
+                torch.mul(dh_ij, (h1 > 0).to(h1.dtype) if is_relu else 1 - h1 * h1, out=d_ij)
+            dh = torch.bmm(d_step[t], W_t)
+        da[:, :, :, 0].copy_(d_flat.view(M, T, n, H))
     else:
-        gates, h_ns = ctx.saved_tensors[2:]
+        gates, hidden = ctx.saved_tensors[2:]
         r, z, n_all = gates.unbind(1)                 # each (T, M, n, H)
         # the factors that do not depend on the incoming gradient, for all steps at once
-        to_n = (1 - z) * (1 - n_all * n_all)          # dh_t -> n's input
-        to_r = h_ns * r * (1 - r)                     # n's input -> r's input
-        to_z = (hs[:T] - n_all) * z * (1 - z)         # dh_t -> z's input
-        d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh
+        to_n = ((1 - z) * (1 - n_all * n_all)).unbind(0)              # dh_t -> n's input
+        to_r = (hidden[:, 2] * r * (1 - r)).unbind(0)                 # n's input -> r's input
+        to_z = ((hs[:, :T].transpose(0, 1) - n_all) * z * (1 - z)).unbind(0)   # dh_t -> z's input
+        d_hidden = hs.new_empty(T, G, M, n, H)        # the gradient at h W_hh + b_hh, gate-major
+        d_n_in = hs.new_empty(T, M, n, H)             # ... and at n's input, which r multiplies
+        d_r, d_z, d_n = (d_hidden[:, g].unbind(0) for g in range(3))
+        dn_in, d_all = d_n_in.unbind(0), d_hidden.view(T, G * M, n, H).unbind(0)
+        r, z = r.unbind(0), z.unbind(0)
         for t in range(T - 1, -1, -1):
-            dn = torch.mul(dh, to_n[t], out=da[t, 2])         # at n's input
-            torch.mul(dn, to_r[t], out=da[t, 0])
-            torch.mul(dh, to_z[t], out=da[t, 1])
-            d_hidden[t, :2] = da[t, :2]
-            torch.mul(dn, r[t], out=d_hidden[t, 2])
-            dh = torch.bmm(d_hidden[t].view(G * M, n, H), W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
+            dn = torch.mul(dh, to_n[t], out=dn_in[t])             # at n's input
+            torch.mul(dn, to_r[t], out=d_r[t])                     # at r's input, which is h W_hh's too
+            torch.mul(dh, to_z[t], out=d_z[t])
+            torch.mul(dn, r[t], out=d_n[t])
+            dh = torch.bmm(d_all[t], W_t).view(G, M, n, H).sum(0).addcmul_(dh, z[t])
+        d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)
+        da[:, :, :, :2].copy_(d_flat.view(M, T, n, G, H)[:, :, :, :2])
+        da[:, :, :, 2].copy_(d_n_in.transpose(0, 1))
     # the weights' gradients, summed over all steps in one product each
-    h_prev = hs[:T].permute(1, 3, 0, 2).reshape(M, H, T * n)                      # (M, H, T n)
-    d_flat = d_hidden.permute(2, 0, 3, 1, 4).reshape(M, T * n, G * H)             # (M, T n, G H)
-    dW = torch.bmm(h_prev, d_flat)
+    h_prev = hs[:, :T].reshape(M, T * n, H)                                       # (M, T n, H), a view
+    dW = torch.bmm(h_prev.transpose(1, 2), d_flat)
     db = d_flat.sum(1, keepdim=True)
     return da, dW, db, None, None
 

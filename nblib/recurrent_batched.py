@@ -508,10 +508,13 @@ def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Seque
 
 
 def job_cost(config: Config, networks: int) -> float:
-    """A rough cost of training ``networks`` networks of ``config`` together: per step and time
-    step, a fixed overhead plus a share per network, more for the gated cells."""
-    gates = {"rnn": 1.0, "lstm": 0.55, "gru": 1.1}[config.kind]      # measured on a 2-core CPU
-    return config.steps * config.length * gates * (4 + networks)
+    """About how many seconds training ``networks`` networks of ``config`` together takes on one
+    core: per step and time step, a fixed cost plus a cost per network (microseconds, measured on
+    the book's 2-core CPU at 32 hidden units). The vanilla RNNs and the GRUs share one batched
+    recurrence, the GRU's with more fixed work per step; the LSTMs train one by one through
+    ``torch.lstm``, so nearly all their cost is per network."""
+    fixed, per_network = {"rnn": (40, 22), "gru": (150, 40), "lstm": (10, 72)}[config.kind]
+    return config.steps * config.length * (fixed + per_network * networks) * 1e-6
 
 
 def _jobs(todo: list[tuple[Config, int]], workers: int) -> list[list[tuple[Config, int]]]:

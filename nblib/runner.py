@@ -38,6 +38,11 @@ def default_workers(on_cpu: bool) -> int:
 
 
 def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    import signal
+    # Jupyter's interrupt (and its kernel shutdown) sends SIGINT to the kernel's whole process
+    # group; a worker that took it would die with a traceback and leave its pool unusable. The
+    # interrupt is the parent's to handle: Workers.run stops the workers when it gets one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
     torch.set_num_threads(1)
     if initializer is not None:
@@ -74,8 +79,7 @@ class Workers:
                     results[i] = _answer(local(jobs[i]), jobs[i])
                     shown.update(len(jobs[i]))
             else:
-                pool = self._start()
-                futures = {pool.submit(train, jobs[i]): i for i in order}
+                futures = self._submit(train, jobs, order)
                 try:
                     for f in as_completed(futures):
                         i = futures[f]
@@ -86,8 +90,34 @@ class Workers:
                         f.cancel()
                     if isinstance(exc, BrokenProcessPool):
                         self.close()                  # a process died: the next run starts new ones
+                    elif not isinstance(exc, Exception):
+                        self._stop_now()              # interrupted: the jobs still running stop too
                     raise
         return results        # type: ignore[return-value]
+
+    def _submit(self, train: Callable[[list[Any]], list[Any]], jobs: list[list[Any]],
+                order: list[int]) -> dict[Any, int]:
+        for attempt in (1, 2):
+            pool = self._start()
+            try:
+                return {pool.submit(train, jobs[i]): i for i in order}
+            except BrokenProcessPool:                 # a process died since the last run: start afresh
+                self._stop_now()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _stop_now(self) -> None:
+        """Stop the worker processes at once, running jobs and all (the next run starts new ones)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            terminate = getattr(pool, "terminate_workers", None)       # Python 3.14 and later
+            if terminate is not None:
+                terminate()
+            else:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:

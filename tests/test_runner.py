@@ -16,6 +16,12 @@ def squares(job: list[int]) -> list[int]:
     return [x * x for x in job]
 
 
+def process_id(job: list[int]) -> list[int]:
+    import time
+    time.sleep(0.5)             # long enough for both workers to take a job
+    return [os.getpid() for _ in job]
+
+
 def test_answers_come_back_in_the_order_of_the_jobs_in_this_process():
     calls = []
 
@@ -95,6 +101,57 @@ def test_a_pool_whose_process_died_says_so_and_starts_afresh_next_time():
         pool.run(dies, [[1], [2]], progress=False)
     assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
     pool.close()
+
+
+def test_an_interrupt_sent_to_the_workers_leaves_the_pool_usable():
+    # Jupyter's interrupt and its kernel shutdown send SIGINT to every process of the kernel's group
+    import signal
+    import time
+    pool = runner.Workers(2)
+    try:
+        pids = {p for answer in pool.run(process_id, [[1], [2]], progress=False) for p in answer}
+        assert len(pids) == 2
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
+    finally:
+        pool.close()
+
+
+def interrupts_the_parent(job: list[int]) -> list[int]:
+    import signal
+    import time
+    os.kill(os.getppid(), signal.SIGINT)      # as a reader's interrupt reaches the kernel
+    time.sleep(60)
+    return job
+
+
+def test_an_interrupted_run_stops_its_workers_at_once_and_the_next_run_starts_new_ones():
+    import time
+    pool = runner.Workers(2)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            pool.run(interrupts_the_parent, [[1], [2]], progress=False)
+        assert time.perf_counter() - start < 30          # not waiting for the jobs' 60 seconds
+        assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
+    finally:
+        pool.close()
+
+
+def test_a_pool_broken_between_two_runs_is_started_afresh():
+    import signal
+    import time
+    pool = runner.Workers(2)
+    try:
+        pids = {p for answer in pool.run(process_id, [[1], [2]], progress=False) for p in answer}
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)      # killed while idle: the pool learns it only at the next run
+        time.sleep(0.5)
+        assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
+    finally:
+        pool.close()
 
 
 def test_runs_of_equal_neighbours():

@@ -513,6 +513,8 @@ def job_cost(config: Config, networks: int) -> float:
     the book's 2-core CPU at 32 hidden units). The vanilla RNNs and the GRUs share one batched
     recurrence, the GRU's with more fixed work per step; the LSTMs train one by one through
     ``torch.lstm``, so nearly all their cost is per network."""
+    checks.instance(config, "config", Config, "a recurrent.Config")
+    networks = checks.integer(networks, "networks", 1)
     fixed, per_network = {"rnn": (40, 22), "gru": (150, 40), "lstm": (10, 72)}[config.kind]
     return config.steps * config.length * (fixed + per_network * networks) * 1e-6
 

@@ -5,7 +5,8 @@ torch = pytest.importorskip("torch")
 
 from nblib import recurrent  # noqa: E402
 from nblib.recurrent import Config as R  # noqa: E402
-from nblib.recurrent_batched import Stack, _jobs, _Unrolled, shape_of, train_all, train_many  # noqa: E402
+from nblib.recurrent_batched import (Stack, _jobs, _Unrolled, job_cost, shape_of, train_all,  # noqa: E402
+                                     train_many)
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -129,6 +130,8 @@ def test_config_refuses_options_that_do_not_apply(changes, message):
     (lambda: train_many([R(), R(length=20)], [0, 1]), ValueError,
      "must share kind, length, hidden, steps, batch"),
     (lambda: shape_of(3), TypeError, "config must be a recurrent.Config"),
+    (lambda: job_cost("lstm", 3), TypeError, "config must be a recurrent.Config"),
+    (lambda: job_cost(R(), 0), ValueError, "networks must be at least 1"),
 ])
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):

@@ -15,6 +15,8 @@
    compared, a cell fails only when it raises), on every core (pytest-xdist, one notebook per
    worker), with a time limit per cell, in grading mode (``NBLIB_GRADING=1``): a checker raises on
    an answer that is not right, and tests functions on inputs drawn afresh from the grading seed.
+   A cell that runs past the time limit is interrupted and fails; the cells after it still run
+   and are judged on their own (``nbval_timeouts.py``: nbval alone would excuse their failures).
 4. **Report.** pytest's JUnit XML report says which cells failed and why; each exercise is
    "passed", "not yet", "error" (its answer cell or the checker raised something else),
    "timed out" or "tampered". The table is printed and written to ``DIR/grades.csv`` (columns
@@ -292,8 +294,9 @@ def _safe(name: str) -> str:
 def run(work: Path, *, workers: int, timeout: int, seed: int) -> Path:
     """Run every notebook in ``work`` under pytest + nbval in grading mode; returns the JUnit XML."""
     report = work / "junit.xml"
-    # none of the book's own pytest settings
+    # none of the book's own pytest settings; every cell judged on its own after a timeout
     (work / "pytest.ini").write_text("[pytest]\naddopts =\n")
+    shutil.copyfile(Path(__file__).with_name("nbval_timeouts.py"), work / "conftest.py")
     command = [sys.executable, "-m", "pytest", "-c", str(work / "pytest.ini"), "--rootdir", str(work),
                "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
                f"--nbval-cell-timeout={timeout}", f"--junitxml={report}", "-q", "--tb=line", "-o",
@@ -333,6 +336,12 @@ def read_report(report: Path) -> dict[str, dict[int, CellOutcome]]:
         failure = case.find("failure")
         if failure is None:
             failure = case.find("error")
+        skipped = case.find("skipped")
+        if failure is None and skipped is not None and "xfail" in (skipped.get("type") or ""):
+            # an expected failure (nbval's after a timeout; nbval_timeouts.py prevents them): not a pass
+            outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(
+                False, "error", "not judged: " + (skipped.get("message") or "an expected failure"), seconds)
+            continue
         if failure is None:
             outcomes.setdefault(notebook, {})[int(match.group(1))] = CellOutcome(True, seconds=seconds)
             continue

@@ -19,7 +19,11 @@ from grading import cells, grade, student  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = cells.exercise_notebooks(ROOT)
 CH2 = ROOT / "chapters" / "02_unstable_gradients_exercises.ipynb"
-CELL_TIMEOUT = 30
+CELL_TIMEOUT = 30   # seconds per cell for the book's notebooks: their slowest check takes about 11 s
+# for chapter 2's prepared submissions, whose slowest cell takes about 2 s, so that the endless loop
+# in an answer cell costs 15 s rather than 30; above the checkers' own limit on one call of the
+# reader's function (exercises.CALL_SECONDS, 10 s), which attacks_3's endless `width` must meet first
+CH2_TIMEOUT = 15
 
 
 def test_every_chapter_has_an_exercise_notebook_with_at_least_three_checked_exercises():
@@ -154,6 +158,23 @@ def test_grade_reports_a_missing_folder_or_edition(tmp_path, capsys):
     assert "run `make student` first" in capsys.readouterr().err
 
 
+def test_an_expected_failure_in_the_report_is_not_a_pass(tmp_path):
+    """nbval marks the cells after a timeout as expected failures; the grade must not read one as
+    a pass (nbval_timeouts.py stops nbval from marking them; this is the second line of defence)."""
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="a.ipynb" name="Cell 3" file="a.ipynb" time="0.2">'
+        '<skipped type="pytest.xfail" message="Previous cell timed out, expected cell to fail" /></testcase>'
+        '<testcase classname="a.ipynb" name="Cell 4" file="a.ipynb" time="0.0">'
+        '<skipped type="pytest.skip" message="Skipped">nbval</skipped></testcase>'
+        '<testcase classname="a.ipynb" name="Cell 5" file="a.ipynb" time="0.1" />'
+        '</testsuite></testsuites>')
+    outcomes = grade.read_report(report)["a.ipynb"]
+    assert not outcomes[3].passed and "Previous cell timed out" in outcomes[3].message
+    assert outcomes[4].passed and outcomes[5].passed
+
+
 # --- grading prepared submissions -------------------------------------------------------------------------
 # Answers for chapter 2's three exercises, by kind of submission; None keeps the stub.
 RIGHT_WIDTH = '''
@@ -177,12 +198,12 @@ PREPARED = {
         2: RIGHT_WIDTH.replace("return 2 / w", "return 2") + "widest_w = 6.9\nwidest_width = 0.4477",
         3: "w, b, v = 1.0, 0.0, 4.0",
     },
-    "attacks_1": {    # an edited check cell; a table of the public points; an endless loop
-        1: "best_scale = 0\ncan_balance = 0",
+    "attacks_1": {    # an endless loop; then a table of the public points; an edited check cell
+        1: "while True:\n    pass",
         2: (RIGHT_WIDTH.replace("def width(w):", "def exact(w):")
             + "table = {w: exact(w) for w in unstable.WIDTH_WEIGHTS}\n"
             "def width(w):\n    return table[w]\nwidest_w = 6.894\nwidest_width = 0.44774"),
-        3: "while True:\n    pass",
+        3: "w, b, v = 1.0, 0.0, 4.0",
     },
     "attacks_2": {    # monkeypatching the checker module; the book's own measurement; a rebound helper
         1: "best_scale = 0\ncan_balance = 0\nunstable.check_activation_scale = lambda *a, **k: 'passed'",
@@ -198,7 +219,7 @@ PREPARED = {
 EXPECTED = {
     "other_forms": {1: "passed", 2: "passed", 3: "passed"},
     "wrong": {1: "not yet", 2: "not yet", 3: "not yet"},
-    "attacks_1": {1: "tampered", 2: "not yet", 3: "timed out"},
+    "attacks_1": {1: "timed out", 2: "not yet", 3: "tampered"},   # 2: judged after the timeout
     "attacks_2": {1: "tampered", 2: "not yet", 3: "tampered"},
     "attacks_3": {1: "error", 2: "timed out", 3: "not yet"},
     "edited_setup": {1: "tampered", 2: "tampered", 3: "tampered"},
@@ -216,29 +237,38 @@ def with_answers(edition, answers: dict[int, str]):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Every prepared submission graded in one run, as `make grade` does it."""
+    """Every prepared submission graded as `make grade` does it, in two runs: the book's reference
+    solutions and untouched editions, then chapter 2's prepared submissions, with a shorter time
+    limit per cell (CH2_TIMEOUT), which their endless loops run into."""
     editions = tmp_path_factory.mktemp("student")
     student.write_editions(NOTEBOOKS, editions)
-    folder = tmp_path_factory.mktemp("submissions")
+    book = tmp_path_factory.mktemp("submissions")
     for path in NOTEBOOKS:
         short = path.stem[:2]
-        nbformat.write(student.reference_submission(path), folder / f"reference_{short}.ipynb")
-        nbformat.write(student.student_edition(path), folder / f"untouched_{short}.ipynb")
+        nbformat.write(student.reference_submission(path), book / f"reference_{short}.ipynb")
+        nbformat.write(student.student_edition(path), book / f"untouched_{short}.ipynb")
+    prepared = tmp_path_factory.mktemp("prepared")
     ch2 = student.student_edition(CH2)
     for name, answers in PREPARED.items():
         nb = with_answers(ch2, answers)
         if name == "attacks_1":
-            check = next(c for c in nb.cells if cells.role(c) == "check" and cells.exercise(c) == 1)
+            check = next(c for c in nb.cells if cells.role(c) == "check" and cells.exercise(c) == 3)
             check.source = 'print("passed")'
-        nbformat.write(nb, folder / f"ch2_{name}.ipynb")
+        nbformat.write(nb, prepared / f"ch2_{name}.ipynb")
     edited = with_answers(ch2, PREPARED["other_forms"])
     setup = [c for c in edited.cells if c.cell_type == "code" and cells.exercise(c) is None][1]
     setup.source += "\nunstable.CHAIN_DEPTH = 2"
-    nbformat.write(edited, folder / "ch2_edited_setup.ipynb")
-    (folder / "broken.ipynb").write_text("{ this is not json")
-    rows, facts = grade.grade(folder, editions, timeout=CELL_TIMEOUT, seed=20261201)
-    grade.write_reports(rows, folder)
-    return {(s, e): (r, d) for s, e, r, d in rows}, facts, folder
+    nbformat.write(edited, prepared / "ch2_edited_setup.ipynb")
+    (prepared / "broken.ipynb").write_text("{ this is not json")
+    results, per_submission, workers, rows_written = {}, {}, [], {}
+    for folder, timeout in ((book, CELL_TIMEOUT), (prepared, CH2_TIMEOUT)):
+        rows, facts = grade.grade(folder, editions, timeout=timeout, seed=20261201)
+        grade.write_reports(rows, folder)
+        results.update({(s, e): (r, d) for s, e, r, d in rows})
+        per_submission.update(facts["per_submission"])
+        workers.append(facts["workers"])
+        rows_written[folder] = len(rows)
+    return results, {"per_submission": per_submission, "workers": min(workers)}, rows_written
 
 
 def test_the_reference_solutions_pass_and_the_untouched_edition_is_not_yet_everywhere(graded):
@@ -261,10 +291,10 @@ def test_prepared_submissions_grade_as_expected(graded, name):
 
 def test_the_report_says_why(graded):
     results, _, _ = graded
-    assert "edited the check cell" in results[("ch2_attacks_1", "2.1")][1]
+    assert "edited the check cell" in results[("ch2_attacks_1", "2.3")][1]
     assert "changes unstable.check_activation_scale" in results[("ch2_attacks_2", "2.1")][1]
     assert "raised KeyError" in results[("ch2_attacks_1", "2.2")][1]
-    assert "Timeout" in results[("ch2_attacks_1", "2.3")][1]
+    assert "Timeout of 15 seconds" in results[("ch2_attacks_1", "2.1")][1]
     assert "AttributeError" in results[("ch2_attacks_3", "2.1")][1]
     assert "still running" in results[("ch2_attacks_3", "2.2")][1]
     assert results[("broken", "-")][0] == "error"
@@ -272,12 +302,14 @@ def test_the_report_says_why(graded):
 
 
 def test_the_csv_has_one_row_per_submission_and_exercise(graded):
-    results, _, folder = graded
-    with open(folder / "grades.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["submission", "exercise", "result"]
-    assert len(rows) - 1 == len(results)
-    assert {r[2] for r in rows[1:]} <= set(grade.RESULTS)
+    results, _, rows_written = graded
+    assert sum(rows_written.values()) == len(results)
+    for folder, count in rows_written.items():
+        with open(folder / "grades.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["submission", "exercise", "result"]
+        assert len(rows) - 1 == count
+        assert {r[2] for r in rows[1:]} <= set(grade.RESULTS)
 
 
 def test_grading_one_submission_takes_under_a_minute(graded):

@@ -6,7 +6,7 @@ again, from the checkout, in environments that readers have instead (made once a
 
 - ``newest``: Python 3.11, 3.12 and 3.13 with the newest releases pip resolves of what nblib
   declares in pyproject.toml (its dependencies and its ``fast`` and ``widgets`` extras), plus
-  pytest, pytest-xdist and PyYAML for the tests; remade every week.
+  pytest and PyYAML for the tests; remade every week.
 - ``lowest``: Python 3.11 with exactly the lower bounds pyproject.toml declares (``numpy>=1.26``
   installs numpy 1.26.0, and so on); requirements without a bound are taken newest.
 
@@ -20,8 +20,7 @@ found is skipped and named. The browser tests (tests/browser) are not run here.
 The summary is printed and written to _build/matrix/summary.md, each run's log beside it. The
 exit status is 1 when a run has a failing test.
 
-Entries run two at a time (``--jobs N`` to change), each on every core (pytest-xdist): the
-longest entry (3.11-lowest, which has torch) then uses both cores once the others are done.
+Entries run two at a time (``--jobs N`` to change): most of the tests use one core.
 
 usage: python3 .ci/matrix.py [--jobs N] [ENTRY ...]     (ENTRY like 3.12-newest; default: all)
 """
@@ -44,7 +43,7 @@ import venvs  # noqa: E402
 OUT = ROOT / "_build" / "matrix"
 ENTRIES = ["3.11-newest", "3.11-lowest", "3.12-newest", "3.13-newest"]
 TORCH = "torch==2.13.0"
-TEST_TOOLS = ["pytest", "pytest-xdist", "pyyaml"]
+TEST_TOOLS = ["pytest", "pyyaml"]
 SHOWN = ["numpy", "matplotlib", "numba", "ipywidgets", "tqdm", "platformdirs", "torch"]
 
 
@@ -120,7 +119,7 @@ def run_entry(entry: str) -> dict:
     # numba version (the pinned one's, the lowest one's) would replace it and compile again each run
     env = {**os.environ, "NUMBA_CACHE_DIR": str(venv / "numba-cache")}
     test = subprocess.run([str(py), "-m", "pytest", "tests", "--ignore=tests/browser", "-q",
-                           "-p", "no:cacheprovider", "-o", "addopts=-ra", "-n", "auto"],
+                           "-p", "no:cacheprovider", "-o", "addopts=-ra"],
                           cwd=ROOT, capture_output=True, text=True, env=env)
     log = test.stdout + test.stderr
     (OUT / f"{entry}.log").write_text(log)

@@ -48,6 +48,7 @@ help:
 	@echo "  make nbval         re-execute every notebook and compare its checked outputs"
 	@echo "  make nbcheck       the static checks of the executed notebooks (../shared/tools/nbcheck.py)"
 	@echo "  make browser       every built page in headless chromium, offline"
+	@echo "  make book-and-browser  book-noexec, then browser (make test runs them beside test-matrix)"
 	@echo "  make colab-check   every notebook as on Colab: Python 3.12, newest packages (about 15 minutes)"
 	@echo "Teaching:"
 	@echo "  make student       the student edition of the exercises, in _build/student"

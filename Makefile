@@ -162,9 +162,9 @@ browser-setup:
 browser: setup browser-setup
 	NBLIB_BOOK_HTML=$(CURDIR)/_build/html NBLIB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
-# The matrix runs beside the book build and the browser test, which leave most of both cores idle
-# (measured: the browser test keeps half a core busy for its 50 s; the matrix, one core for 80 s),
-# rather than after the unit tests; --output-sync prints each one's output whole when it is done.
+# The matrix runs beside the book build and the browser test, which leave much of both cores idle,
+# rather than after the unit tests (on a fresh build, the three took 125 and 134 s side by side
+# against 149 s one after the other); --output-sync prints each one's output whole when it is done.
 test: data unit lint nbval nbcheck
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-matrix book-and-browser
 	@echo "make test: all passed"

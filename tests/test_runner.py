@@ -22,6 +22,11 @@ def process_id(job: list[int]) -> list[int]:
     return [os.getpid() for _ in job]
 
 
+def parent_and_torch(job: list[int]) -> list[tuple[int, bool]]:
+    import sys
+    return [(os.getppid(), "torch" in sys.modules) for _ in job]
+
+
 def malloc_kept(job: list[int]) -> list[bool | None]:
     return [runner._KEEPING for _ in job]
 
@@ -47,6 +52,20 @@ def test_freed_memory_is_kept_in_the_workers_and_for_jobs_run_here(monkeypatch):
         assert workers.run(malloc_kept, [[1], [2]], progress=False) == [[glibc()], [glibc()]]
     monkeypatch.setattr(runner, "_KEEPING", None)
     assert runner.Workers(1).run(malloc_kept, [[1]], progress=False) == [[glibc()]]
+
+
+def test_workers_are_forked_from_a_server_that_has_imported_torch_on_linux_and_spawned_elsewhere(monkeypatch):
+    linux = runner.sys.platform.startswith("linux")
+    assert runner.start_method() == ("forkserver" if linux else "spawn")
+    with runner.Workers(2) as workers:
+        answers = workers.run(parent_and_torch, [[1], [2]], progress=False)
+    parents = {parent for answer in answers for parent, _ in answer}
+    assert all(has_torch for answer in answers for _, has_torch in answer)
+    # a spawned worker is this process's child; a forked one is the fork server's
+    assert (os.getpid() not in parents) if linux else (parents == {os.getpid()})
+    for platform in ("darwin", "win32"):
+        monkeypatch.setattr(runner.sys, "platform", platform)
+        assert runner.start_method() == "spawn" and runner._context().get_start_method() == "spawn"
 
 
 def test_answers_come_back_in_the_order_of_the_jobs_in_this_process():
@@ -149,7 +168,7 @@ def test_an_interrupt_sent_to_the_workers_leaves_the_pool_usable():
 def interrupts_the_parent(job: list[int]) -> list[int]:
     import signal
     import time
-    os.kill(os.getppid(), signal.SIGINT)      # as a reader's interrupt reaches the kernel
+    os.kill(job[0], signal.SIGINT)            # as a reader's interrupt reaches the kernel: job[0] is its pid
     time.sleep(60)
     return job
 
@@ -160,7 +179,7 @@ def test_an_interrupted_run_stops_its_workers_at_once_and_the_next_run_starts_ne
     try:
         start = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
-            pool.run(interrupts_the_parent, [[1], [2]], progress=False)
+            pool.run(interrupts_the_parent, [[os.getpid()], [os.getpid()]], progress=False)
         assert time.perf_counter() - start < 30          # not waiting for the jobs' 60 seconds
         assert pool.run(squares, [[3], [4]], progress=False) == [[9], [16]]
     finally:

@@ -480,10 +480,11 @@ def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Seque
     batched models (:func:`train_many`): all those of one shape (kind, length,
     hidden units, steps, batch) together. On a CPU these groups go to ``workers`` single-threaded
     processes (default: one per core, at most 4; they are kept for the next call, see
-    ``runner.shared_workers``), a group split in two where that balances the work; on a GPU they
-    run one after another. The groups depend only on the configs and seeds
-    asked for, so a call gives the same numbers every time, in this process or in workers (a
-    network batched with others agrees with one trained alone to float rounding)."""
+    ``runner.shared_workers``), a group that costs more than half of the call's work split in
+    two; on a GPU they run one after another. The groups depend only on the configs and seeds
+    asked for, not on the number of workers, so a call gives the same numbers every time, in
+    this process or in workers, on any number of cores (a network batched with others agrees
+    with one trained alone only to float rounding)."""
     if not isinstance(configs, dict) or not configs:
         raise TypeError("configs must be a non-empty dict {name: recurrent.Config}")
     for name, c in configs.items():
@@ -500,7 +501,7 @@ def train_all(configs: dict[Any, Config], seeds: Sequence[int] | dict[Any, Seque
     workers = (checks.integer(workers, "workers", 1) if on_cpu and workers is not None
                else default_workers(on_cpu))
     todo = list(dict.fromkeys((c, s) for name, c in configs.items() for s in seeds_of[name]))
-    jobs = _jobs(todo, workers)
+    jobs = _jobs(todo)
     answers = shared_workers(workers).run(_train_job, jobs, cost=lambda job: job_cost(job[0][0], len(job)),
                                           desc=desc, progress=progress)
     results = {key: run for job, runs in zip(jobs, answers) for key, run in zip(job, runs)}
@@ -521,9 +522,11 @@ def job_cost(config: Config, networks: int) -> float:
     return config.steps * config.length * (fixed + per_network * networks) * 1e-6
 
 
-def _jobs(todo: list[tuple[Config, int]], workers: int) -> list[list[tuple[Config, int]]]:
-    """The (config, seed) pairs grouped by shape; a group that alone would cost more than its
-    workers' fair share is split in two. The costliest jobs first."""
+def _jobs(todo: list[tuple[Config, int]]) -> list[list[tuple[Config, int]]]:
+    """The (config, seed) pairs grouped by shape; a group that costs more than half of all the
+    work is split in two (so that two workers share it), whatever the number of workers: which
+    networks train together, and so every number, must not depend on the machine. The
+    costliest jobs first."""
     groups: dict[tuple, list[tuple[Config, int]]] = {}
     for c, s in todo:
         groups.setdefault((c.kind, c.length, c.hidden, c.steps, c.batch), []).append((c, s))
@@ -531,7 +534,7 @@ def _jobs(todo: list[tuple[Config, int]], workers: int) -> list[list[tuple[Confi
     jobs = []
     for group in groups.values():
         group.sort(key=lambda cs: cs[0].nonlinearity)
-        if workers > 1 and len(group) > 1 and job_cost(group[0][0], len(group)) > total / workers:
+        if len(group) > 1 and job_cost(group[0][0], len(group)) > total / 2:
             half = len(group) // 2
             jobs += [group[:half], group[half:]]
         else:

@@ -54,3 +54,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The tests that share test_grading's `graded` fixture (it grades 18 notebooks, about 100 s of CPU)
+# go first. pytest-xdist's default distribution hands each worker a first chunk of consecutive
+# tests (a quarter of its share: about 160 of them in `make unit` on two workers), so all of them
+# land on one worker, which builds the module-scoped fixture once, at the start, while the other
+# workers take the rest. In the middle of the collection a chunk boundary can fall among them, and
+# then two workers each build it, as `pytest -n 2 tests/test_grading.py` does (its chunks are four
+# tests long, so this order cannot help there). --dist loadgroup would say this with a mark, but
+# with pytest 9.2 it silently stops grouping (pytest-xdist issue #1386).
+EXPENSIVE_FIXTURES_FIRST = ("graded",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = [item for item in items if set(EXPENSIVE_FIXTURES_FIRST) & set(getattr(item, "fixturenames", ()))]
+    if first:
+        rest = [item for item in items if item not in first]
+        items[:] = first + rest
